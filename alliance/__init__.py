@@ -1,0 +1,1 @@
+"""Pure alliance core: no framework imports."""

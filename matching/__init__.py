@@ -1,0 +1,1 @@
+"""Pure matching core: no framework imports."""

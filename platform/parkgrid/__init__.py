@@ -1,0 +1,1 @@
+"""ParkGrid platform: web app, API, persistence, chain adapter, tasks and CLI."""

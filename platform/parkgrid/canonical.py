@@ -1,0 +1,89 @@
+"""Canonical bytes and hashes of records written on chain, so anyone can recompute them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+from eth_utils import keccak
+
+
+def canonical_json(value) -> bytes:
+    """Sorted keys, no spaces, decimals as strings: the same record always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_default).encode()
+
+
+def _default(value):
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"not canonical: {type(value).__name__}")
+
+
+def content_hash(value) -> str:
+    return "0x" + keccak(canonical_json(value)).hex()
+
+
+def uuid_to_bytes32(public_id: str) -> bytes:
+    """A listing's UUID as the bytes32 the contract keys it by (reversible: left-padded)."""
+    return uuid.UUID(public_id).bytes.rjust(32, b"\0")
+
+
+def bytes32_to_uuid(value: bytes) -> str:
+    return str(uuid.UUID(bytes=bytes(value)[-16:]))
+
+
+def order_document(order, enterprise_code: str) -> dict:
+    """What an order version's on-chain content hash covers."""
+    return {
+        "type": "order",
+        "order": order.public_id,
+        "version": order.version,
+        "side": order.side,
+        "status": order.status,
+        "enterprise": enterprise_code,
+        "delivery_day": order.delivery_day.isoformat(),
+        "price": format(Decimal(order.price).quantize(Decimal("0.0001")), "f"),
+        "all_or_none": bool(order.all_or_none),
+        "min_fraction": (None if order.min_fraction is None
+                         else format(Decimal(order.min_fraction).quantize(Decimal("0.0001")), "f")),
+        "periods": [
+            [p.period_index, format(Decimal(p.quantity_kva).quantize(Decimal("0.1")), "f")]
+            for p in sorted(order.periods, key=lambda p: p.period_index)
+        ],
+    }
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """Root of a keccak Merkle tree with sorted pairs (OpenZeppelin MerkleProof's rule).
+
+    Leaves are given already hashed; an odd node is carried up unchanged. No leaves: zero.
+    """
+    level = list(leaves)
+    if not level:
+        return b"\0" * 32
+    while len(level) > 1:
+        level = [keccak(b"".join(sorted(level[i:i + 2]))) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
+    """The sibling hashes that tie ``leaves[index]`` to ``merkle_root(leaves)``."""
+    proof, level, i = [], list(leaves), index
+    while len(level) > 1:
+        sibling = i ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        level = [keccak(b"".join(sorted(level[j:j + 2]))) if j + 1 < len(level) else level[j]
+                 for j in range(0, len(level), 2)]
+        i //= 2
+    return proof
+
+
+def verify_merkle_proof(leaf: bytes, proof: list[bytes], root: bytes) -> bool:
+    node = leaf
+    for sibling in proof:
+        node = keccak(b"".join(sorted((node, sibling))))
+    return node == root

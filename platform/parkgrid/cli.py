@@ -1,0 +1,257 @@
+"""The staff command-line tool: database, demo park, chain set-up, outbox, worker and server."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import click
+
+from .config import EMBEDDED, from_env
+
+
+def _settings():
+    try:
+        return from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _bar(label: str, length: int):
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+
+
+@click.group()
+def main() -> None:
+    """ParkGrid staff tool. Settings come from PARKGRID_* environment variables."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Bring the database schema up to REVISION."""
+    from . import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Take the database schema down to REVISION ('base' drops everything)."""
+    from . import migrate
+
+    migrate.downgrade(_settings().database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@main.group()
+def demo() -> None:
+    """The demo park."""
+
+
+@demo.command("load")
+@click.option("--seed", default=None, type=int, help="Generator seed (default: the fixed one).")
+def demo_load(seed: int | None) -> None:
+    """Generate the demo park from a fixed seed and store it (does nothing if present)."""
+    from .wiring import Platform
+
+    click.echo(_load_demo(Platform(_settings()), seed))
+
+
+def _load_demo(platform, seed=None) -> str:
+    from .demo import generate_demo_park, load_demo_park
+
+    park = generate_demo_park() if seed is None else generate_demo_park(seed)
+    total = len(park.enterprises) + len(park.providers) + len(park.users)
+    with _bar("loading demo park", total) as bar, platform.unit_of_work() as session:
+        counts = load_demo_park(session, platform.keybox, park,
+                                progress=lambda _step, n: bar.update(n))
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+@main.group()
+def chain() -> None:
+    """The ledger: contract deployment and account registration."""
+
+
+@chain.command("setup")
+@click.option("--redeploy", is_flag=True, help="Deploy a new contract even if one is recorded.")
+@click.option("--fund-from-dev-key", is_flag=True,
+              help="Fund accounts from the development node's well-known key (anvil only).")
+def chain_setup(redeploy: bool, fund_from_dev_key: bool) -> None:
+    """Deploy the market contract if needed and register every enterprise's account."""
+    from .wiring import Platform
+
+    click.echo(_setup_chain(Platform(_settings()), redeploy=redeploy,
+                            dev_funds=fund_from_dev_key))
+
+
+def _setup_chain(platform, *, redeploy=False, dev_funds=False) -> str:
+    from eth_account import Account
+
+    from .chain import ANVIL_DEFAULT_KEY, ChainError
+    from .models import Enterprise
+    from .services.chain_setup import setup_chain
+
+    funder = None
+    if dev_funds:
+        funder = (platform.chain.funded_account() if platform.settings.uses_eth_tester
+                  else Account.from_key(ANVIL_DEFAULT_KEY))
+    with platform.unit_of_work() as session:
+        total = session.query(Enterprise).count() + 1
+    try:
+        with _bar("setting up the chain", total) as bar:
+            counts = setup_chain(platform, funder=funder, redeploy=redeploy,
+                                 progress=lambda _step, n: bar.update(n))
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+@main.group()
+def outbox() -> None:
+    """Records waiting for the chain."""
+
+
+@outbox.command("flush")
+def outbox_flush() -> None:
+    """Queue a chain write for every order still pending (after a node or broker outage)."""
+    from . import tasks
+
+    tasks.configure(_settings())
+    click.echo(f"queued {tasks.flush_outbox()} pending order(s)")
+
+
+@main.command()
+@click.option("--concurrency", default=2, show_default=True)
+@click.option("--loglevel", default="info", show_default=True)
+@click.option("--beat", is_flag=True,
+              help="Also run the scheduler (gate closure → clearing); one per deployment.")
+def worker(concurrency: int, loglevel: str, beat: bool) -> None:
+    """Start a Celery worker (service mode: needs PARKGRID_BROKER_URL)."""
+    settings = _settings()
+    if settings.tasks_eager:
+        raise click.ClickException("no broker configured: set PARKGRID_BROKER_URL "
+                                   "(embedded mode runs tasks inside the web process)")
+    from .chain import ChainResetError
+    from .services.chain_setup import check_chain
+    from .tasks import celery_app, configure, get_platform
+
+    configure(settings)
+    try:
+        click.echo(check_chain(get_platform()), err=True)
+    except ChainResetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+            "-Q", "parkgrid", "--without-gossip", "--without-mingle"]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    celery_app.worker_main(argv)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Serve the web app and API only (database, chain and broker must be ready)."""
+    from .chain import ChainResetError
+    from .services.chain_setup import check_chain
+    from .web import create_app
+    from .wiring import Platform
+
+    settings = _settings()
+    platform = Platform(settings)
+    try:
+        click.echo(check_chain(platform), err=True)
+    except ChainResetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _serve(create_app(settings, platform), host, port)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--chain-port", default=None, type=int,
+              help="Port of the local chain node (default: from PARKGRID_CHAIN_URL, 8545).")
+def run(host: str, port: int, chain_port: int | None) -> None:
+    """Embedded mode in one command: local chain, database, demo park, web app."""
+    from .chain import AnvilNode
+    from .demo import DEMO_LOGINS
+    from .web import create_app
+    from .wiring import Platform
+
+    settings = _settings()
+    if settings.mode != EMBEDDED:
+        raise click.ClickException("'run' is for embedded mode; use 'serve' and 'worker'")
+    if chain_port is not None and not settings.uses_eth_tester:
+        settings = replace(settings, chain_url=f"http://127.0.0.1:{chain_port}")
+    with ExitStack() as stack:
+        chain_url = settings.chain_url
+        if not settings.uses_eth_tester and urlsplit(chain_url).hostname in ("127.0.0.1",
+                                                                               "localhost"):
+            chain_port = urlsplit(chain_url).port or 8545
+            click.echo(f"starting the local chain node on port {chain_port} "
+                       f"(state kept in {settings.data_dir / 'chain-state.json'})", err=True)
+            node = AnvilNode(port=chain_port, state_file=settings.data_dir / "chain-state.json",
+                             state_interval=2, log_file=settings.data_dir / "anvil.log")
+            stack.enter_context(node)
+        from . import migrate
+
+        migrate.upgrade(settings.database_url)
+        platform = Platform(settings)
+        click.echo(_load_demo(platform), err=True)
+        click.echo(_setup_chain(platform, dev_funds=True), err=True)
+        app = create_app(settings, platform)
+        from . import tasks
+
+        click.echo(f"queued {tasks.flush_outbox()} pending order(s)", err=True)
+        _start_gate_watch()
+        click.echo("")
+        click.echo(f"ParkGrid is running: open http://{host}:{port}/")
+        click.echo(f"API docs:            http://{host}:{port}/api/docs")
+        click.echo("Demo logins (role, username, password):")
+        for role, username, password in DEMO_LOGINS:
+            click.echo(f"  {role:<11} {username:<12} {password}")
+        click.echo("Stop with Ctrl+C; the database and the chain are kept in "
+                   f"{settings.data_dir}.")
+        _serve(app, host, port)
+
+
+def _start_gate_watch(interval_s: float = 30.0) -> None:
+    """Embedded mode has no scheduler process: a thread closes gates (clears due days)."""
+    import logging
+    import threading
+    import time
+
+    from . import tasks
+
+    def watch():
+        while True:
+            try:
+                tasks.close_gates()
+            except Exception:  # a failed clearing is logged and tried again next round
+                logging.getLogger(__name__).exception("gate watch")
+            time.sleep(interval_s)
+
+    threading.Thread(target=watch, name="gate-watch", daemon=True).start()
+
+
+def _serve(app, host: str, port: int) -> None:
+    """A production WSGI server (waitress), in embedded and service mode alike."""
+    from waitress import serve as waitress_serve
+
+    waitress_serve(app, host=host, port=port, threads=8, ident="parkgrid")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,621 @@
+"""A deterministic demonstration park (topology, enterprises, providers, logins) and its loader."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parkgrid.crypto import KeyBox, new_chain_account
+from parkgrid.models import (
+    AccountPurpose,
+    Alliance,
+    ChainAccount,
+    DemandProfile,
+    Electrician,
+    Enterprise,
+    Feeder,
+    MeteringPoint,
+    Park,
+    Provider,
+    ProviderStatus,
+    Role,
+    Substation,
+    Transformer,
+    User,
+)
+
+log = logging.getLogger(__name__)
+
+DEMO_SEED = 20261123
+DEMO_PARK_CODE = "DEMO"
+
+# Published on purpose: these are the logins of a throw-away demonstration database.
+DEMO_LOGINS: list[tuple[str, str, str]] = [
+    (Role.ADMIN, "admin", "admin-demo-1"),
+    (Role.SETTLEMENT, "settlement", "settlement-demo-1"),
+    (Role.AUDITOR, "auditor", "auditor-demo-1"),
+    (Role.ENTERPRISE, "enterprise", "enterprise-demo-1"),
+    (Role.ENTERPRISE, "enterprise2", "enterprise-demo-2"),
+    (Role.PROVIDER, "provider", "provider-demo-1"),
+]
+
+Progress = Callable[[str, int], None]
+
+# --------------------------------------------------------------------------- the data
+
+
+@dataclass(frozen=True)
+class DemoFeeder:
+    code: str
+    name: str
+    thermal_limit_kva: Decimal
+
+
+@dataclass(frozen=True)
+class DemoTransformer:
+    code: str
+    name: str
+    rated_kva: Decimal
+    max_load_rate: Decimal
+    feeders: tuple[DemoFeeder, ...]
+
+    @property
+    def allowed_kva(self) -> Decimal:
+        return self.rated_kva * self.max_load_rate
+
+
+@dataclass(frozen=True)
+class DemoSubstation:
+    code: str
+    name: str
+    voltage_kv: Decimal
+    transformers: tuple[DemoTransformer, ...]
+
+
+@dataclass(frozen=True)
+class DemoMeteringPoint:
+    code: str
+    name: str
+    multiplier: Decimal
+
+
+@dataclass(frozen=True)
+class DemoEnterprise:
+    code: str
+    name: str
+    contracted_kva: Decimal
+    feeder_code: str
+    metering_points: tuple[DemoMeteringPoint, ...]
+
+
+@dataclass(frozen=True)
+class DemoElectrician:
+    name: str
+    certificate_type: str
+    certificate_expiry: date
+    skills: tuple[str, ...]
+    home_lat: Decimal
+    home_lon: Decimal
+
+
+@dataclass(frozen=True)
+class DemoProvider:
+    code: str
+    name: str
+    alliance: str
+    licence_level: int
+    licence_expiry: date
+    status: str
+    electricians: tuple[DemoElectrician, ...]
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    password: str
+    display_name: str
+    role: str
+    enterprise_code: str | None = None
+    provider_code: str | None = None
+    locale: str = "zh"
+
+
+@dataclass(frozen=True)
+class DemoPark:
+    """Everything the demo database holds, as plain values (no database involved)."""
+
+    seed: int
+    code: str
+    name: str
+    timezone: str
+    gate_closure_time: time
+    period_minutes: int
+    substation: DemoSubstation
+    enterprises: tuple[DemoEnterprise, ...]
+    providers: tuple[DemoProvider, ...]
+    users: tuple[DemoUser, ...]
+
+    @property
+    def transformers(self) -> tuple[DemoTransformer, ...]:
+        return self.substation.transformers
+
+    @property
+    def feeders(self) -> tuple[DemoFeeder, ...]:
+        return tuple(f for t in self.transformers for f in t.feeders)
+
+    def transformer_of(self, enterprise: DemoEnterprise) -> DemoTransformer:
+        for transformer in self.transformers:
+            if any(f.code == enterprise.feeder_code for f in transformer.feeders):
+                return transformer
+        raise KeyError(enterprise.feeder_code)
+
+    def contracted_kva_by_transformer(self) -> dict[str, Decimal]:
+        totals = {t.code: Decimal(0) for t in self.transformers}
+        for enterprise in self.enterprises:
+            totals[self.transformer_of(enterprise).code] += enterprise.contracted_kva
+        return totals
+
+    def contracted_kva_by_feeder(self) -> dict[str, Decimal]:
+        totals = {f.code: Decimal(0) for f in self.feeders}
+        for enterprise in self.enterprises:
+            totals[enterprise.feeder_code] += enterprise.contracted_kva
+        return totals
+
+
+# --------------------------------------------------------------------------- generation
+
+TRANSFORMER_RATINGS_KVA = (31_500, 40_000, 50_000, 63_000)
+MAX_LOAD_RATE = Decimal("0.8000")
+# Feeders out of one transformer can carry somewhat more than it, so the transformer binds.
+FEEDER_HEADROOM_PERCENT = 115
+# Standard distribution-transformer sizes; a contract is usually one or two of them.
+SMALL_KVA = (315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500)
+SMALL_WEIGHTS = (3, 4, 5, 7, 8, 10, 10, 10, 9, 8)
+LARGE_KVA = (5000, 6300, 8000, 10000, 12500)
+LARGE_WEIGHTS = (3, 3, 3, 2, 1)
+
+# fmt: off
+PLACES = (
+    "东湖", "西岭", "南山", "北辰", "金桥", "银河", "华阳", "青山", "临江", "长风",
+    "新港", "明珠", "锦程", "瑞丰", "恒通", "泰和", "永盛", "宏达", "天成", "嘉禾",
+    "振华", "润泽", "鼎新", "凯旋", "博远", "中孚", "丰源", "启航", "汇金", "远景",
+)
+INDUSTRIES = (
+    "精密机械", "电子科技", "汽车零部件", "新材料", "食品", "包装材料", "纺织", "塑胶制品",
+    "五金制品", "光电科技", "医疗器械", "印刷", "家具制造", "环保设备", "智能装备", "电线电缆",
+    "冷链物流", "生物科技", "模具", "涂料",
+)
+HEAVY_INDUSTRIES = ("半导体", "特钢", "铝业", "化工", "数据科技", "锂电科技", "玻璃", "铸造")
+COMPANY_SUFFIXES = ("有限公司", "有限公司", "股份有限公司")
+FEEDER_WORDS = (
+    "兴业", "创新", "科技", "园东", "园西", "纬一", "纬二", "经三", "经四", "工业",
+    "港湾", "和平", "振兴", "长江", "丰收", "致远",
+)
+SHARED_ELECTRICIAN_FIRMS = ("电力工程有限公司", "电气安装有限公司", "机电设备安装有限公司")
+BUTLER_FIRMS = ("能源运维服务有限公司", "智慧能源科技有限公司")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋"
+GIVEN_CHARS = "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊帆帅旭宁龙林洋峰建国志文海"
+CERTIFICATES = ("low_voltage", "high_voltage")
+EXTRA_SKILLS = (
+    "cable", "switchgear", "transformer", "relay_protection", "metering", "testing", "patrol"
+)
+# fmt: on
+# The demo park sits in the Yangtze delta; electricians live within ~15 km of it.
+PARK_LAT_MICRO = 31_300_000
+PARK_LON_MICRO = 120_700_000
+
+
+def _kva(value: int) -> Decimal:
+    return Decimal(value).quantize(Decimal("0.1"))
+
+
+def _round_down(value: int, step: int) -> int:
+    return value - value % step
+
+
+def _transformers(rng: random.Random) -> list[DemoTransformer]:
+    words = list(FEEDER_WORDS)
+    rng.shuffle(words)
+    transformers = []
+    for number, rated in enumerate(TRANSFORMER_RATINGS_KVA, start=1):
+        n_feeders = rng.choice((3, 4))
+        shares = [rng.randint(80, 120) for _ in range(n_feeders)]
+        feeders = tuple(
+            DemoFeeder(
+                code=f"T{number}-F{k}",
+                name=f"{words.pop()}线",
+                thermal_limit_kva=_kva(
+                    _round_down(rated * FEEDER_HEADROOM_PERCENT * share // (100 * sum(shares)), 100)
+                ),
+            )
+            for k, share in enumerate(shares, start=1)
+        )
+        transformers.append(
+            DemoTransformer(
+                code=f"T{number}",
+                name=f"{number}号主变",
+                rated_kva=_kva(rated),
+                max_load_rate=MAX_LOAD_RATE,
+                feeders=feeders,
+            )
+        )
+    return transformers
+
+
+def _enterprise_sizes(rng: random.Random) -> list[int]:
+    n_total = rng.randint(56, 64)
+    n_large = rng.randint(7, 9)
+    large = rng.choices(LARGE_KVA, weights=LARGE_WEIGHTS, k=n_large)
+    small = rng.choices(SMALL_KVA, weights=SMALL_WEIGHTS, k=n_total - n_large)
+    return large + small
+
+
+def _assign_to_feeders(
+    rng: random.Random, sizes: list[int], transformers: list[DemoTransformer]
+) -> list[str]:
+    """Feeder code per size: largest first, each onto the relatively emptiest feeder.
+
+    A random weight per transformer makes some transformers fuller than others, so the
+    market has tight and slack spots. A feeder never takes more than 95 % of its limit.
+    """
+    weight = {t.code: rng.randint(80, 120) for t in transformers}
+    feeders = [(t.code, f) for t in transformers for f in t.feeders]
+    load = {f.code: 0 for _, f in feeders}
+    limit = {f.code: int(f.thermal_limit_kva) for _, f in feeders}
+    assignment: list[str] = [""] * len(sizes)
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        size = sizes[i]
+        fitting = [
+            (t_code, f)
+            for t_code, f in feeders
+            if (load[f.code] + size) * 100 <= limit[f.code] * 95
+        ]
+        if not fitting:
+            raise RuntimeError(f"no demo feeder can take an enterprise of {size} kVA")
+        # Fill ratio relative to the transformer's weight; ties go to the lower code.
+        t_code, feeder = min(
+            fitting,
+            key=lambda tf: (
+                Fraction(load[tf[1].code] + size, limit[tf[1].code] * weight[tf[0]]),
+                tf[1].code,
+            ),
+        )
+        load[feeder.code] += size
+        assignment[i] = feeder.code
+    return assignment
+
+
+def _company_names(rng: random.Random, sizes: list[int]) -> list[str]:
+    names: list[str] = []
+    taken: set[str] = set()
+    for size in sizes:
+        industries = HEAVY_INDUSTRIES if size >= LARGE_KVA[0] else INDUSTRIES
+        while True:
+            name = rng.choice(PLACES) + rng.choice(industries) + rng.choice(COMPANY_SUFFIXES)
+            if name not in taken:
+                break
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _metering_points(rng: random.Random, code: str, size: int) -> tuple[DemoMeteringPoint, ...]:
+    if size >= LARGE_KVA[0]:
+        count = rng.randint(2, 3)
+    elif size >= 1000:
+        count = rng.randint(1, 2)
+    else:
+        count = 1
+    return tuple(
+        DemoMeteringPoint(code=f"{code}-M{k}", name=f"{k}号进线计量点", multiplier=Decimal(1))
+        for k in range(1, count + 1)
+    )
+
+
+def _enterprises(rng: random.Random, transformers: list[DemoTransformer]) -> list[DemoEnterprise]:
+    sizes = _enterprise_sizes(rng)
+    feeder_codes = _assign_to_feeders(rng, sizes, transformers)
+    order = list(range(len(sizes)))
+    rng.shuffle(order)
+    # The two demo enterprise logins get mid-sized enterprises under different transformers,
+    # so a trade between them moves load from one transformer to another.
+    mid = [i for i in order if 1000 <= sizes[i] <= 2500]
+    first = mid[0]
+    transformer_of = {f.code: t.code for t in transformers for f in t.feeders}
+    second = next(
+        i for i in mid if transformer_of[feeder_codes[i]] != transformer_of[feeder_codes[first]]
+    )
+    order = [first, second] + [i for i in order if i not in (first, second)]
+    names = _company_names(rng, [sizes[i] for i in order])
+    enterprises = []
+    for number, (i, name) in enumerate(zip(order, names, strict=True), start=1):
+        code = f"E{number:03d}"
+        enterprises.append(
+            DemoEnterprise(
+                code=code,
+                name=name,
+                contracted_kva=_kva(sizes[i]),
+                feeder_code=feeder_codes[i],
+                metering_points=_metering_points(rng, code, sizes[i]),
+            )
+        )
+    return enterprises
+
+
+def _person_name(rng: random.Random) -> str:
+    given = "".join(rng.choice(GIVEN_CHARS) for _ in range(rng.choice((1, 2, 2))))
+    return rng.choice(SURNAMES) + given
+
+
+def _electricians(rng: random.Random, today: date) -> tuple[DemoElectrician, ...]:
+    electricians = []
+    for _ in range(rng.randint(10, 14)):
+        certificate = rng.choices(CERTIFICATES, weights=(2, 1))[0]
+        extra = rng.sample(EXTRA_SKILLS, rng.randint(1, 3))
+        skills = tuple(sorted({certificate, *extra}))
+        electricians.append(
+            DemoElectrician(
+                name=_person_name(rng),
+                certificate_type=certificate,
+                certificate_expiry=today + timedelta(days=rng.randint(90, 6 * 365)),
+                skills=skills,
+                home_lat=Decimal(PARK_LAT_MICRO + rng.randint(-120_000, 120_000)).scaleb(-6),
+                home_lon=Decimal(PARK_LON_MICRO + rng.randint(-140_000, 140_000)).scaleb(-6),
+            )
+        )
+    return tuple(electricians)
+
+
+def _providers(rng: random.Random, today: date) -> list[DemoProvider]:
+    places = rng.sample(PLACES, 5)
+    kinds = [(Alliance.SHARED_ELECTRICIANS, firm) for firm in SHARED_ELECTRICIAN_FIRMS]
+    kinds += [(Alliance.ENERGY_CLOUD_BUTLER, firm) for firm in BUTLER_FIRMS]
+    providers = []
+    for number, ((alliance, firm), place) in enumerate(zip(kinds, places, strict=True), start=1):
+        providers.append(
+            DemoProvider(
+                code=f"P{number:02d}",
+                name=place + firm,
+                alliance=alliance,
+                licence_level=rng.randint(3, 5),
+                licence_expiry=date(today.year + 1, rng.randint(1, 12), rng.randint(1, 28)),
+                status=ProviderStatus.APPROVED,
+                electricians=_electricians(rng, today),
+            )
+        )
+    return providers
+
+
+def _users(enterprises: list[DemoEnterprise], providers: list[DemoProvider]) -> list[DemoUser]:
+    passwords = {username: password for _, username, password in DEMO_LOGINS}
+    return [
+        DemoUser("admin", passwords["admin"], "园区运营管理员", Role.ADMIN),
+        DemoUser("settlement", passwords["settlement"], "交易结算专员", Role.SETTLEMENT),
+        DemoUser("auditor", passwords["auditor"], "链上审计员", Role.AUDITOR),
+        DemoUser(
+            "enterprise",
+            passwords["enterprise"],
+            f"{enterprises[0].name}能源主管",
+            Role.ENTERPRISE,
+            enterprise_code=enterprises[0].code,
+        ),
+        DemoUser(
+            "enterprise2",
+            passwords["enterprise2"],
+            f"{enterprises[1].name}能源主管",
+            Role.ENTERPRISE,
+            enterprise_code=enterprises[1].code,
+        ),
+        DemoUser(
+            "provider",
+            passwords["provider"],
+            f"{providers[0].name}调度员",
+            Role.PROVIDER,
+            provider_code=providers[0].code,
+        ),
+    ]
+
+
+def generate_demo_park(seed: int = DEMO_SEED, *, today: date | None = None) -> DemoPark:
+    """The demo park for ``seed``; the same seed (and ``today``) always gives the same park.
+
+    ``today`` anchors licence and certificate expiry dates (default: the current date), so a
+    demo loaded at any time has valid licences; everything else depends on the seed alone.
+    """
+    today = today or date.today()
+    rng = random.Random(seed)
+    transformers = _transformers(rng)
+    enterprises = _enterprises(rng, transformers)
+    providers = _providers(rng, today)
+    return DemoPark(
+        seed=seed,
+        code=DEMO_PARK_CODE,
+        name="示范产业园",
+        timezone="Asia/Shanghai",
+        gate_closure_time=time(12, 0),
+        period_minutes=60,
+        substation=DemoSubstation(
+            code="S1",
+            name="示范110kV变电站",
+            voltage_kv=Decimal("110.0"),
+            transformers=tuple(transformers),
+        ),
+        enterprises=tuple(enterprises),
+        providers=tuple(providers),
+        users=tuple(_users(enterprises, providers)),
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+# fmt: off
+COUNT_KEYS = (
+    "parks", "substations", "transformers", "feeders", "enterprises", "metering_points",
+    "providers", "electricians", "chain_accounts", "users",
+)
+# fmt: on
+
+
+# Share of an industrial enterprise's typical demand by hour of day (two shifts, a night base).
+_DAY_SHAPE = (0.55, 0.52, 0.50, 0.50, 0.52, 0.58, 0.70, 0.82, 0.92, 0.97, 1.00, 0.98,
+              0.90, 0.95, 1.00, 0.99, 0.96, 0.92, 0.85, 0.78, 0.72, 0.66, 0.61, 0.57)
+
+
+def demand_profile(code: str, contracted_kva: Decimal, periods: int) -> list[Decimal]:
+    """A standing expected-demand profile, as if taken from recent metered demand.
+
+    Deterministic per enterprise code: peak demand is 55–85% of the contracted capacity.
+    """
+    peak = Decimal(str(round(random.Random(f"demand:{code}").uniform(0.55, 0.85), 3)))
+    per_hour = periods // 24
+    return [(contracted_kva * peak * Decimal(str(_DAY_SHAPE[p // per_hour])))
+            .quantize(Decimal("0.1")) for p in range(periods)]
+
+
+def load_demo_park(
+    session: Session, keybox: KeyBox, demo: DemoPark, progress: Progress | None = None
+) -> dict[str, int]:
+    """Store ``demo`` in the session's database and return how many rows of each kind it added.
+
+    Does nothing if a park with the demo's code exists (``already_loaded`` is then 1).
+    ``progress(step, n)`` is told after each enterprise, provider and user, so the ``n`` add
+    up to ``len(demo.enterprises) + len(demo.providers) + len(demo.users)``. Flushes but does
+    not commit: the caller's unit of work does.
+    """
+    step = progress or (lambda _step, _n: None)
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    if session.scalar(select(Park.id).where(Park.code == demo.code)) is not None:
+        log.info("demo park %s is already in the database; nothing loaded", demo.code)
+        return {**counts, "already_loaded": 1}
+
+    park = Park(
+        code=demo.code,
+        name=demo.name,
+        timezone=demo.timezone,
+        gate_closure_time=demo.gate_closure_time,
+        period_minutes=demo.period_minutes,
+    )
+    substation = Substation(
+        park=park,
+        code=demo.substation.code,
+        name=demo.substation.name,
+        voltage_kv=demo.substation.voltage_kv,
+    )
+    session.add_all([park, substation])
+    counts["parks"] = counts["substations"] = 1
+    feeders: dict[str, Feeder] = {}
+    for t in demo.transformers:
+        transformer = Transformer(
+            substation=substation,
+            code=t.code,
+            name=t.name,
+            rated_kva=t.rated_kva,
+            max_load_rate=t.max_load_rate,
+        )
+        session.add(transformer)
+        counts["transformers"] += 1
+        for f in t.feeders:
+            feeders[f.code] = Feeder(
+                transformer=transformer,
+                code=f.code,
+                name=f.name,
+                thermal_limit_kva=f.thermal_limit_kva,
+            )
+            session.add(feeders[f.code])
+            counts["feeders"] += 1
+    session.flush()
+    step("topology", 0)
+
+    operator_exists = session.scalar(
+        select(ChainAccount.id).where(ChainAccount.purpose == AccountPurpose.OPERATOR)
+    )
+    if operator_exists is None:
+        new_chain_account(session, keybox, AccountPurpose.OPERATOR)
+        counts["chain_accounts"] += 1
+
+    enterprises: dict[str, Enterprise] = {}
+    for e in demo.enterprises:
+        enterprise = Enterprise(
+            park=park,
+            feeder=feeders[e.feeder_code],
+            code=e.code,
+            name=e.name,
+            contracted_kva=e.contracted_kva,
+        )
+        session.add(enterprise)
+        for m in e.metering_points:
+            session.add(
+                MeteringPoint(
+                    enterprise=enterprise, code=m.code, name=m.name, multiplier=m.multiplier
+                )
+            )
+            counts["metering_points"] += 1
+        new_chain_account(session, keybox, AccountPurpose.ENTERPRISE, enterprise=enterprise)
+        counts["chain_accounts"] += 1
+        enterprises[e.code] = enterprise
+        counts["enterprises"] += 1
+        step("enterprises", 1)
+    session.flush()
+    for code, enterprise in enterprises.items():
+        for period, kva in enumerate(demand_profile(code, enterprise.contracted_kva,
+                                                    park.periods_per_day)):
+            session.add(DemandProfile(enterprise_id=enterprise.id, delivery_day=None,
+                                      period_index=period, demand_kva=kva, source="metered"))
+
+    providers: dict[str, Provider] = {}
+    for p in demo.providers:
+        provider = Provider(
+            code=p.code,
+            name=p.name,
+            alliance=p.alliance,
+            licence_level=p.licence_level,
+            licence_expiry=p.licence_expiry,
+            status=p.status,
+        )
+        session.add(provider)
+        for el in p.electricians:
+            session.add(
+                Electrician(
+                    provider=provider,
+                    name=el.name,
+                    certificate_type=el.certificate_type,
+                    certificate_expiry=el.certificate_expiry,
+                    skills=",".join(el.skills),
+                    home_lat=el.home_lat,
+                    home_lon=el.home_lon,
+                )
+            )
+            counts["electricians"] += 1
+        providers[p.code] = provider
+        counts["providers"] += 1
+        step("providers", 1)
+    session.flush()
+
+    for u in demo.users:
+        if session.scalar(select(User.id).where(User.username == u.username)) is not None:
+            # Someone made this login by hand before loading the demo: keep theirs.
+            log.info("user %s exists already; demo login not created", u.username)
+        else:
+            user = User(
+                username=u.username,
+                display_name=u.display_name,
+                role=u.role,
+                enterprise=enterprises[u.enterprise_code] if u.enterprise_code else None,
+                provider=providers[u.provider_code] if u.provider_code else None,
+                locale=u.locale,
+            )
+            user.set_password(u.password)
+            session.add(user)
+            counts["users"] += 1
+        step("users", 1)
+    session.flush()
+    log.info("demo park %s loaded: %s", demo.code, counts)
+    return {**counts, "already_loaded": 0}

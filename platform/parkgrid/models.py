@@ -1,0 +1,818 @@
+"""Relational mapping of the park, its parties, chain accounts, listings and bookkeeping rows."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.types import TypeDecorator
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from parkgrid.db import Base
+
+# Exact decimal shapes: kVA to 0.1, load rates like 0.8000, prices to 0.0001 yuan.
+KVA = Numeric(12, 1)
+LOAD_RATE = Numeric(5, 4)
+PRICE = Numeric(12, 4)
+COORDINATE = Numeric(9, 6)
+
+
+def utcnow() -> datetime:
+    """The current instant, timezone-aware in UTC (the only form timestamps are stored in)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that accepts only aware values and always returns UTC.
+
+    SQLite has no timezone-aware type, so values are normalised to UTC before they are
+    written (keeping text order equal to time order) and tagged UTC again when read back.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            # A naive time is ambiguous (CST or UTC?); refusing it beats storing a wrong instant.
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL text for ``column IN (...)``, built from the constants so code and schema agree."""
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+
+class Role:
+    """User roles; one per person, checked by the database."""
+
+    ENTERPRISE = "enterprise"
+    PROVIDER = "provider"
+    SETTLEMENT = "settlement"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+    ALL: tuple[str, ...] = (ENTERPRISE, PROVIDER, SETTLEMENT, AUDITOR, ADMIN)
+
+
+class Alliance:
+    """The two industry alliances a provider can belong to."""
+
+    SHARED_ELECTRICIANS = "shared_electricians"
+    ENERGY_CLOUD_BUTLER = "energy_cloud_butler"
+    ALL: tuple[str, ...] = (SHARED_ELECTRICIANS, ENERGY_CLOUD_BUTLER)
+
+
+class ProviderStatus:
+    """Membership states of a provider (not constrained in the schema: the workflow may grow)."""
+
+    APPLIED = "applied"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+    ALL: tuple[str, ...] = (APPLIED, APPROVED, REJECTED, SUSPENDED)
+
+
+class AccountPurpose:
+    """What a chain account signs for."""
+
+    OPERATOR = "operator"
+    ENTERPRISE = "enterprise"
+    STAFF = "staff"
+    ALL: tuple[str, ...] = (OPERATOR, ENTERPRISE, STAFF)
+
+
+class OrderSide:
+    SELL = "sell"
+    BUY = "buy"
+    ALL: tuple[str, ...] = (SELL, BUY)
+
+
+class OrderStatus:
+    """An order is active until its owner cancels it (before gate closure)."""
+
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    ALL: tuple[str, ...] = (ACTIVE, CANCELLED)
+
+
+class OrderActionKind:
+    NEW = "new"
+    AMEND = "amend"
+    CANCEL = "cancel"
+    ALL: tuple[str, ...] = (NEW, AMEND, CANCEL)
+
+
+class ChainStatus:
+    """Where a record stands with the chain: written locally first, then recorded (or not)."""
+
+    PENDING = "pending"
+    RECORDED = "recorded"
+    FAILED = "failed"
+    ALL: tuple[str, ...] = (PENDING, RECORDED, FAILED)
+
+
+class ClearingStatus:
+    CLEARED = "cleared"
+    PUBLISHED = "published"
+    VOIDED = "voided"
+    ALL: tuple[str, ...] = (CLEARED, PUBLISHED, VOIDED)
+
+
+class TaskStatus:
+    """States of an idempotent task run."""
+
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    ALL: tuple[str, ...] = (STARTED, DONE, FAILED)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class Park(Base):
+    """An industrial park: its clock, market calendar defaults and everything under it."""
+
+    __tablename__ = "parks"
+    __table_args__ = (
+        # 60 % n == 0 holds for every allowed value; the list is the stricter statement.
+        CheckConstraint("period_minutes IN (15, 30, 60)", name="period_minutes_valid"),
+        CheckConstraint(_one_of("trade_scope", ("park", "substation", "transformer")),
+                        name="trade_scope_valid"),
+        CheckConstraint(_one_of("pricing_rule", ("zonal", "pay_as_bid")),
+                        name="pricing_rule_valid"),
+        CheckConstraint(_one_of("tie_rule", ("pro_rata", "time_priority")),
+                        name="tie_rule_valid"),
+        CheckConstraint("price_min > 0 AND price_max >= price_min", name="price_range_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    gate_closure_time: Mapped[time] = mapped_column(Time, default=time(12, 0))
+    period_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    # Market rules: who may trade with whom, price range, clearing price rule, tie rule.
+    trade_scope: Mapped[str] = mapped_column(String(16), default="park")
+    price_min: Mapped[Decimal] = mapped_column(PRICE, default=Decimal("0.0001"))
+    price_max: Mapped[Decimal] = mapped_column(PRICE, default=Decimal("10.0000"))
+    pricing_rule: Mapped[str] = mapped_column(String(16), default="zonal")
+    tie_rule: Mapped[str] = mapped_column(String(16), default="pro_rata")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    substations: Mapped[list[Substation]] = relationship(
+        back_populates="park", order_by="Substation.code"
+    )
+    enterprises: Mapped[list[Enterprise]] = relationship(
+        back_populates="park", order_by="Enterprise.code"
+    )
+
+    @property
+    def periods_per_day(self) -> int:
+        return 24 * 60 // self.period_minutes
+
+    def __repr__(self) -> str:
+        return f"<Park {self.code}>"
+
+
+class Substation(Base):
+    """A substation feeding the park (top of every supply path)."""
+
+    __tablename__ = "substations"
+    __table_args__ = (UniqueConstraint("park_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    voltage_kv: Mapped[Decimal] = mapped_column(Numeric(6, 1))
+
+    park: Mapped[Park] = relationship(back_populates="substations")
+    transformers: Mapped[list[Transformer]] = relationship(
+        back_populates="substation", order_by="Transformer.code"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Substation {self.code}>"
+
+
+class Transformer(Base):
+    """A main transformer: rated capacity and the highest load rate it may run at."""
+
+    __tablename__ = "transformers"
+    __table_args__ = (
+        UniqueConstraint("substation_id", "code"),
+        CheckConstraint("rated_kva > 0", name="rated_kva_positive"),
+        CheckConstraint("max_load_rate > 0 AND max_load_rate <= 1", name="max_load_rate_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    substation_id: Mapped[int] = mapped_column(ForeignKey("substations.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    rated_kva: Mapped[Decimal] = mapped_column(KVA)
+    max_load_rate: Mapped[Decimal] = mapped_column(LOAD_RATE)
+
+    substation: Mapped[Substation] = relationship(back_populates="transformers")
+    feeders: Mapped[list[Feeder]] = relationship(
+        back_populates="transformer", order_by="Feeder.code"
+    )
+
+    @property
+    def allowed_kva(self) -> Decimal:
+        """The load the transformer may carry: rated kVA times the maximum load rate."""
+        return self.rated_kva * self.max_load_rate
+
+    def __repr__(self) -> str:
+        return f"<Transformer {self.code} {self.rated_kva} kVA>"
+
+
+class Feeder(Base):
+    """A feeder out of a main transformer, limited by its thermal rating."""
+
+    __tablename__ = "feeders"
+    __table_args__ = (
+        UniqueConstraint("transformer_id", "code"),
+        CheckConstraint("thermal_limit_kva > 0", name="thermal_limit_kva_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transformer_id: Mapped[int] = mapped_column(ForeignKey("transformers.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    thermal_limit_kva: Mapped[Decimal] = mapped_column(KVA)
+
+    transformer: Mapped[Transformer] = relationship(back_populates="feeders")
+    enterprises: Mapped[list[Enterprise]] = relationship(
+        back_populates="feeder", order_by="Enterprise.code"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Feeder {self.code}>"
+
+
+# --------------------------------------------------------------------------- parties
+
+
+class Enterprise(Base):
+    """A park enterprise with contracted supply capacity, fed by one feeder."""
+
+    __tablename__ = "enterprises"
+    __table_args__ = (CheckConstraint("contracted_kva > 0", name="contracted_kva_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"), index=True)
+    feeder_id: Mapped[int] = mapped_column(ForeignKey("feeders.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    contracted_kva: Mapped[Decimal] = mapped_column(KVA)
+    # enterprises <-> chain_accounts reference each other; use_alter lets the FK be added
+    # after both tables exist (and dropped before either goes).
+    chain_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chain_accounts.id", use_alter=True), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    park: Mapped[Park] = relationship(back_populates="enterprises")
+    feeder: Mapped[Feeder] = relationship(back_populates="enterprises")
+    metering_points: Mapped[list[MeteringPoint]] = relationship(
+        back_populates="enterprise", order_by="MeteringPoint.code"
+    )
+    # post_update: the enterprise row and its account row each point at the other, so one
+    # pointer has to be written by a second UPDATE once both rows exist.
+    chain_account: Mapped[ChainAccount | None] = relationship(
+        foreign_keys=[chain_account_id], post_update=True
+    )
+
+    @property
+    def transformer(self) -> Transformer:
+        return self.feeder.transformer
+
+    @property
+    def substation(self) -> Substation:
+        return self.feeder.transformer.substation
+
+    def supply_path(self) -> list[Enterprise | Feeder | Transformer | Substation]:
+        """The assets from this enterprise up to its substation, nearest first."""
+        feeder = self.feeder
+        transformer = feeder.transformer
+        return [self, feeder, transformer, transformer.substation]
+
+    def __repr__(self) -> str:
+        return f"<Enterprise {self.code}>"
+
+
+class MeteringPoint(Base):
+    """A meter of an enterprise; readings times ``multiplier`` give primary-side values."""
+
+    __tablename__ = "metering_points"
+    __table_args__ = (CheckConstraint("multiplier > 0", name="multiplier_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
+
+    enterprise: Mapped[Enterprise] = relationship(back_populates="metering_points")
+
+    def __repr__(self) -> str:
+        return f"<MeteringPoint {self.code}>"
+
+
+class Provider(Base):
+    """An alliance service provider (a company), as applied for or admitted."""
+
+    __tablename__ = "providers"
+    __table_args__ = (
+        CheckConstraint(_one_of("alliance", Alliance.ALL), name="alliance_valid"),
+        CheckConstraint(
+            "licence_level IS NULL OR licence_level BETWEEN 1 AND 5", name="licence_level_range"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    alliance: Mapped[str] = mapped_column(String(32))
+    licence_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    licence_expiry: Mapped[date | None] = mapped_column(Date, nullable=True)
+    status: Mapped[str] = mapped_column(String(32), default=ProviderStatus.APPLIED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    electricians: Mapped[list[Electrician]] = relationship(
+        back_populates="provider", order_by="Electrician.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Provider {self.code} {self.alliance}>"
+
+
+class Electrician(Base):
+    """An electrician employed by a provider, with certificate, skills and home position."""
+
+    __tablename__ = "electricians"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    certificate_type: Mapped[str] = mapped_column(String(64))
+    certificate_expiry: Mapped[date] = mapped_column(Date)
+    # Comma-separated skill codes, e.g. "low_voltage,cable"; see skill_list.
+    skills: Mapped[str] = mapped_column(String(255), default="")
+    home_lat: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+    home_lon: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+
+    provider: Mapped[Provider] = relationship(back_populates="electricians")
+
+    @property
+    def skill_list(self) -> list[str]:
+        return [s.strip() for s in self.skills.split(",") if s.strip()]
+
+    def __repr__(self) -> str:
+        return f"<Electrician {self.id} of provider {self.provider_id}>"
+
+
+class User(Base):
+    """A person who logs in; enterprise and provider users are bound to their organisation."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_one_of("role", Role.ALL), name="role_valid"),
+        CheckConstraint(
+            "(role = 'enterprise' AND enterprise_id IS NOT NULL)"
+            " OR (role <> 'enterprise' AND enterprise_id IS NULL)",
+            name="enterprise_binding",
+        ),
+        CheckConstraint(
+            "(role = 'provider' AND provider_id IS NOT NULL)"
+            " OR (role <> 'provider' AND provider_id IS NULL)",
+            name="provider_binding",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    enterprise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enterprises.id"), nullable=True, index=True
+    )
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("providers.id"), nullable=True, index=True
+    )
+    locale: Mapped[str] = mapped_column(String(8), default="zh")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    enterprise: Mapped[Enterprise | None] = relationship()
+    provider: Mapped[Provider | None] = relationship()
+    api_tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        if not self.password_hash:
+            return False
+        return check_password_hash(self.password_hash, password)
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role}>"
+
+
+class ApiToken(Base):
+    """A bearer token for the HTTP API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User] = relationship(back_populates="api_tokens")
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """SHA-256 hex of a plaintext token (tokens are random, so no salt is needed)."""
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def issue(cls, user: User, label: str, ttl: timedelta | None = None) -> tuple[ApiToken, str]:
+        """A new token for ``user`` and its plaintext, which is shown once and never stored.
+
+        The token joins the user's session through the relationship; add it explicitly if
+        the user is not in a session yet.
+        """
+        plaintext = secrets.token_urlsafe(32)
+        now = utcnow()
+        token = cls(
+            user=user,
+            token_hash=cls.hash_token(plaintext),
+            label=label,
+            created_at=now,
+            expires_at=now + ttl if ttl is not None else None,
+            revoked=False,
+        )
+        return token, plaintext
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        """Not revoked and not expired at ``now`` (default: the current time)."""
+        if self.revoked:
+            return False
+        if self.expires_at is None:
+            return True
+        return (now or utcnow()) < self.expires_at
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} user={self.user_id} {self.label!r}>"
+
+
+# --------------------------------------------------------------------------- chain
+
+
+class ChainAccount(Base):
+    """An Ethereum account whose private key is kept here, encrypted with the platform secret."""
+
+    __tablename__ = "chain_accounts"
+    __table_args__ = (
+        CheckConstraint(_one_of("purpose", AccountPurpose.ALL), name="purpose_valid"),
+        CheckConstraint("length(address) = 42", name="address_length"),
+        CheckConstraint(
+            "purpose <> 'enterprise' OR enterprise_id IS NOT NULL", name="enterprise_account_bound"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), unique=True)
+    encrypted_key: Mapped[bytes] = mapped_column(LargeBinary)
+    purpose: Mapped[str] = mapped_column(String(16))
+    enterprise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enterprises.id"), nullable=True, index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    enterprise: Mapped[Enterprise | None] = relationship(foreign_keys=[enterprise_id])
+    user: Mapped[User | None] = relationship()
+
+    @validates("address")
+    def _checksum_address(self, _key: str, value: str) -> str:
+        if not is_hex_address(value):
+            raise ValueError(f"not an Ethereum address: {value!r}")
+        if value != value.lower() and not is_checksum_address(value):
+            # Mixed case that fails the checksum is a typo, not a style choice.
+            raise ValueError(f"bad address checksum: {value!r}")
+        return to_checksum_address(value)
+
+    def __repr__(self) -> str:
+        # Deliberately leaves out encrypted_key.
+        return f"<ChainAccount {self.address} {self.purpose}>"
+
+
+class ChainDeployment(Base):
+    """Where a contract was deployed on which chain, so the adapter can find it again."""
+
+    __tablename__ = "chain_deployments"
+    __table_args__ = (UniqueConstraint("contract_name", "chain_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_name: Mapped[str] = mapped_column(String(64))
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    address: Mapped[str] = mapped_column(String(42))
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ChainDeployment {self.contract_name} chain={self.chain_id} {self.address}>"
+
+
+# --------------------------------------------------------------------------- market
+
+
+def new_public_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Order(Base):
+    """An enterprise's sell listing or buy bid for some periods of one delivery day.
+
+    The row holds the order's current content; every change is an ``OrderAction`` (the
+    outbox of chain writes), and ``chain_version`` says which version the chain has.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint(_one_of("side", OrderSide.ALL), name="side_valid"),
+        CheckConstraint(_one_of("status", OrderStatus.ALL), name="status_valid"),
+        CheckConstraint(_one_of("chain_status", ChainStatus.ALL), name="chain_status_valid"),
+        CheckConstraint("min_fraction IS NULL OR (min_fraction > 0 AND min_fraction <= 1)",
+                        name="min_fraction_range"),
+        CheckConstraint("version >= 1 AND chain_version >= 0 AND chain_version <= version",
+                        name="versions_valid"),
+        Index("ix_orders_enterprise_id_delivery_day", "enterprise_id", "delivery_day"),
+        Index("ix_orders_delivery_day_side", "delivery_day", "side"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_public_id)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    side: Mapped[str] = mapped_column(String(4))
+    delivery_day: Mapped[date] = mapped_column(Date)
+    # Yuan per kVA per hour: the floor of a sell listing, the maximum of a buy bid.
+    price: Mapped[Decimal] = mapped_column(PRICE)
+    all_or_none: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_fraction: Mapped[Decimal | None] = mapped_column(Numeric(5, 4), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.ACTIVE)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    content_hash: Mapped[str] = mapped_column(String(66))
+    chain_status: Mapped[str] = mapped_column(String(16), default=ChainStatus.PENDING,
+                                              index=True)
+    chain_version: Mapped[int] = mapped_column(Integer, default=0)
+    chain_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    chain_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    chain_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    enterprise: Mapped[Enterprise] = relationship()
+    created_by: Mapped[User] = relationship()
+    periods: Mapped[list[OrderPeriod]] = relationship(
+        back_populates="order",
+        order_by="OrderPeriod.period_index",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    actions: Mapped[list[OrderAction]] = relationship(
+        back_populates="order", order_by="OrderAction.version", cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Set at construction, not at flush: the content hash covers the public id and is
+        # computed before the row is written.
+        kwargs.setdefault("public_id", new_public_id())
+        super().__init__(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Order {self.side} {self.public_id} v{self.version} {self.status}>"
+
+
+class OrderPeriod(Base):
+    """The quantity an order offers or asks in one period of its delivery day."""
+
+    __tablename__ = "order_periods"
+    __table_args__ = (
+        UniqueConstraint("order_id", "period_index"),
+        CheckConstraint("period_index >= 0", name="period_index_nonnegative"),
+        CheckConstraint("quantity_kva > 0", name="quantity_kva_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    period_index: Mapped[int] = mapped_column(Integer)
+    quantity_kva: Mapped[Decimal] = mapped_column(KVA)
+
+    order: Mapped[Order] = relationship(back_populates="periods")
+
+    def __repr__(self) -> str:
+        return f"<OrderPeriod {self.order_id}#{self.period_index} {self.quantity_kva} kVA>"
+
+
+class OrderAction(Base):
+    """One change of an order (new, amend, cancel): the outbox entry of its chain write."""
+
+    __tablename__ = "order_actions"
+    __table_args__ = (
+        UniqueConstraint("order_id", "version"),
+        CheckConstraint(_one_of("action", OrderActionKind.ALL), name="action_valid"),
+        CheckConstraint(_one_of("chain_status", ChainStatus.ALL), name="chain_status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(8))
+    content_hash: Mapped[str] = mapped_column(String(66))
+    # The canonical document this version's hash covers, so the version the chain holds
+    # can be used (and re-hashed by an auditor) even after a later amendment failed.
+    document: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    chain_status: Mapped[str] = mapped_column(String(16), default=ChainStatus.PENDING,
+                                              index=True)
+    chain_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    chain_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    chain_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="actions")
+
+    def __repr__(self) -> str:
+        return f"<OrderAction {self.order_id} v{self.version} {self.action}>"
+
+
+class DemandProfile(Base):
+    """An enterprise's expected own demand per period: declared for a day, or a standing
+    profile (``delivery_day`` NULL) taken from its recent metered demand."""
+
+    __tablename__ = "demand_profiles"
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "delivery_day", "period_index"),
+        CheckConstraint("demand_kva >= 0", name="demand_kva_nonnegative"),
+        CheckConstraint(_one_of("source", ("declared", "metered")), name="source_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    delivery_day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    period_index: Mapped[int] = mapped_column(Integer)
+    demand_kva: Mapped[Decimal] = mapped_column(KVA)
+    source: Mapped[str] = mapped_column(String(8), default="metered")
+
+    def __repr__(self) -> str:
+        return f"<DemandProfile {self.enterprise_id} {self.delivery_day} #{self.period_index}>"
+
+
+class ClearingRun(Base):
+    """One clearing of one park's delivery day: its canonical result and its publication."""
+
+    __tablename__ = "clearing_runs"
+    __table_args__ = (
+        UniqueConstraint("park_id", "delivery_day", "run_number"),
+        CheckConstraint(_one_of("status", ClearingStatus.ALL), name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"))
+    delivery_day: Mapped[date] = mapped_column(Date)
+    run_number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=ClearingStatus.CLEARED)
+    pricing_rule: Mapped[str] = mapped_column(String(16))
+    tie_rule: Mapped[str] = mapped_column(String(16))
+    result_hash: Mapped[str] = mapped_column(String(64))
+    result_root: Mapped[str] = mapped_column(String(66))
+    result_file: Mapped[bytes] = mapped_column(LargeBinary)
+    summary: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    publish_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    publish_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    voided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+    park: Mapped[Park] = relationship()
+    allocations: Mapped[list[ClearingAllocation]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="(ClearingAllocation.order_id, ClearingAllocation.period_index)")
+
+    def __repr__(self) -> str:
+        return f"<ClearingRun {self.delivery_day} #{self.run_number} {self.status}>"
+
+
+class ClearingAllocation(Base):
+    """What one order got in one period of a clearing run, and at which price."""
+
+    __tablename__ = "clearing_allocations"
+    __table_args__ = (UniqueConstraint("run_id", "order_id", "period_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("clearing_runs.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    period_index: Mapped[int] = mapped_column(Integer)
+    quantity_kva: Mapped[Decimal] = mapped_column(KVA)
+    price: Mapped[Decimal] = mapped_column(PRICE)
+
+    run: Mapped[ClearingRun] = relationship(back_populates="allocations")
+    order: Mapped[Order] = relationship()
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+class TaskRun(Base):
+    """One run of a task for one idempotency key; a second run with the same key is refused."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        UniqueConstraint("task_name", "key"),
+        CheckConstraint(_one_of("status", TaskStatus.ALL), name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.STARTED)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<TaskRun {self.task_name}[{self.key}] {self.status}>"
+
+
+class AuditLogEntry(Base):
+    """Who did what to which object, for the operator and the auditor."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    user: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<AuditLogEntry {self.id} {self.action} {self.target}>"

@@ -1,0 +1,293 @@
+"""Clearing a delivery day: build the book from the chain-recorded orders, solve, publish, void.
+
+The book is the orders as the chain holds them at gate closure: each order's latest
+recorded version (its stored canonical document), cancelled ones left out. The result file
+is the matching core's canonical bytes; its trade lines are Merkle leaves whose root is
+published on chain, so each enterprise's lines can be proved against it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import matching
+
+from ..canonical import canonical_json, merkle_root, uuid_to_bytes32
+from ..chain import ChainRevertError
+from ..crypto import load_local_account
+from ..models import (
+    ChainAccount,
+    ClearingAllocation,
+    ClearingRun,
+    ClearingStatus,
+    Order,
+    Park,
+    Role,
+    User,
+)
+from . import calendar, grid
+from .errors import N_, Conflict, Forbidden, NotFound
+
+HOURS_PER_MINUTE = Decimal(1) / Decimal(60)
+
+
+@dataclass(frozen=True)
+class TradeLine:
+    """One accepted order's total for the day: what is recorded on chain for it."""
+
+    order_public_id: str
+    quantity_tenths_kvah: int
+    amount_fen: int
+    detail: dict
+
+    def leaf(self) -> bytes:
+        from eth_utils import keccak
+
+        return keccak(canonical_json(self.as_dict()))
+
+    def as_dict(self) -> dict:
+        return {"order": self.order_public_id, "quantity_0_1kvah": self.quantity_tenths_kvah,
+                "amount_fen": self.amount_fen, "detail": self.detail}
+
+
+def book(session: Session, park: Park, day: date) -> list[tuple[Order, dict]]:
+    """Every order of the day as the chain holds it: (order, document of its chain version)."""
+    orders = session.scalars(select(Order).join(Order.enterprise)
+                             .where(Order.delivery_day == day, Order.chain_version > 0)
+                             .order_by(Order.public_id)).all()
+    entries = []
+    for order in orders:
+        if order.enterprise.park_id != park.id:
+            continue
+        action = next(a for a in order.actions if a.version == order.chain_version)
+        document = json.loads(action.document)
+        if document["status"] == "cancelled" or action.action == "cancel":
+            continue
+        entries.append((order, document))
+    return entries
+
+
+def build_instance(session: Session, park: Park, day: date) -> tuple[matching.ClearingInstance,
+                                                                        dict[str, Order]]:
+    n = calendar.periods_per_day(park)
+    demand = grid.expected_demand(session, park, day)
+    feeder_loads, transformer_loads = grid.asset_loads(park, demand)
+    assets = []
+    enterprise_feeder = {}
+    for substation in park.substations:
+        for transformer in substation.transformers:
+            assets.append(matching.Asset(
+                code=transformer.code, kind="transformer", limit_kva=transformer.allowed_kva,
+                base_load=tuple(transformer_loads.get(transformer.id, [Decimal(0)] * n)),
+                parent=None))
+            for feeder in transformer.feeders:
+                assets.append(matching.Asset(
+                    code=feeder.code, kind="feeder", limit_kva=feeder.thermal_limit_kva,
+                    base_load=tuple(feeder_loads.get(feeder.id, [Decimal(0)] * n)),
+                    parent=transformer.code))
+    for enterprise in park.enterprises:
+        enterprise_feeder[enterprise.code] = enterprise.feeder.code
+    by_id: dict[str, Order] = {}
+    orders = []
+    for order, document in book(session, park, day):
+        first = min(order.actions, key=lambda a: a.version)
+        by_id[order.public_id] = order
+        orders.append(matching.Order(
+            order_id=order.public_id, side=document["side"], enterprise=document["enterprise"],
+            price=Decimal(document["price"]),
+            quantities=tuple((int(p), Decimal(q)) for p, q in document["periods"]),
+            all_or_none=document["all_or_none"],
+            min_fraction=(None if document["min_fraction"] is None
+                          else Decimal(document["min_fraction"])),
+            # Time priority: the earliest on-chain record first.
+            priority=first.chain_block_number or 0))
+    instance = matching.ClearingInstance(
+        periods=n, orders=tuple(orders),
+        network=matching.Network(assets=tuple(assets), enterprise_feeder=enterprise_feeder),
+        pricing=park.pricing_rule, tie_rule=park.tie_rule)
+    return instance, by_id
+
+
+def trade_lines(park: Park, result, orders: dict[str, Order]) -> list[TradeLine]:
+    """Each accepted order's day total in 0.1 kVA·h and integer fen (buyers pay, sellers get)."""
+    hours = Decimal(park.period_minutes) * HOURS_PER_MINUTE
+    lines = []
+    for order_id in sorted(orders):
+        periods = []
+        quantity = Decimal(0)
+        amount = Decimal(0)
+        for period, qty, price in result_allocations(result, order_id):
+            if qty <= 0:
+                continue
+            periods.append([period, format(qty, "f"), format(price, "f")])
+            quantity += qty * hours
+            amount += qty * hours * price
+        if not periods:
+            continue
+        sign = 1 if orders[order_id].side == "buy" else -1
+        lines.append(TradeLine(
+            order_public_id=order_id,
+            quantity_tenths_kvah=int((quantity * 10).to_integral_value(ROUND_HALF_EVEN)),
+            amount_fen=sign * int((amount * 100).to_integral_value(ROUND_HALF_EVEN)),
+            detail={"side": orders[order_id].side, "periods": periods}))
+    return lines
+
+
+def result_allocations(result, order_id: str):
+    """(period, accepted kVA, settlement price) of one order, from the matching result."""
+    for period, qty in sorted(result.accepted.get(order_id, {}).items()):
+        yield period, Decimal(qty), Decimal(result.order_prices[order_id][period])
+
+
+def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = None,
+                 now: datetime | None = None, time_limit_s: float = 60.0) -> int:
+    """Clear one park's delivery day after its gate closed; returns the run id.
+
+    Idempotent: a day with a run that is not voided gets no second run.
+    """
+    now = now or calendar.utcnow()
+    with platform.unit_of_work() as session:
+        park = session.get(Park, park_id, with_for_update=True)
+        if now < calendar.gate_closure(park, day):
+            raise Conflict(N_("The gate for %(day)s is still open."), day=day.isoformat())
+        existing = session.scalar(select(ClearingRun).where(
+            ClearingRun.park_id == park_id, ClearingRun.delivery_day == day,
+            ClearingRun.status != ClearingStatus.VOIDED))
+        if existing is not None:
+            return existing.id
+        run_number = 1 + (session.scalar(select(func.max(ClearingRun.run_number)).where(
+            ClearingRun.park_id == park_id, ClearingRun.delivery_day == day)) or 0)
+        instance, orders = build_instance(session, park, day)
+        result = matching.clear(instance, time_limit_s=time_limit_s)
+        lines = trade_lines(park, result, orders)
+        run = ClearingRun(
+            park_id=park_id, delivery_day=day, run_number=run_number,
+            status=ClearingStatus.CLEARED, pricing_rule=park.pricing_rule,
+            tie_rule=park.tie_rule, result_hash=result.result_hash,
+            result_root="0x" + merkle_root([line.leaf() for line in lines]).hex(),
+            result_file=result.canonical_bytes(),
+            summary=json.dumps(summary(instance, result, lines), sort_keys=True),
+            created_by_id=user_id)
+        for order_id, order in orders.items():
+            for period, qty, price in result_allocations(result, order_id):
+                if qty > 0:
+                    run.allocations.append(ClearingAllocation(
+                        order_id=order.id, period_index=period, quantity_kva=qty, price=price))
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def summary(instance, result, lines: list[TradeLine]) -> dict:
+    """The figures staff review before publishing (all strings, no floats)."""
+    return {
+        "status": result.status,
+        "reason": result.reason,
+        "orders": len(instance.orders),
+        "accepted_orders": len(lines),
+        "welfare_yuan": format(result.welfare, "f"),
+        "congestion_rent_yuan": format(result.congestion_rent, "f"),
+        "traded_kvah": format(Decimal(sum(line.quantity_tenths_kvah for line in lines
+                                          if line.amount_fen > 0)) / 10, "f"),
+        "hit_time_limit": result.hit_time_limit,
+    }
+
+
+def _staff_signer(session: Session, platform, user: User):
+    if user.role != Role.SETTLEMENT:
+        raise Forbidden(N_("Only settlement staff can publish or void a clearing."))
+    account = session.scalar(select(ChainAccount).where(
+        ChainAccount.user_id == user.id, ChainAccount.purpose == "staff"))
+    if account is None:
+        raise Conflict(N_("You have no chain signing key yet; ask the operator to set one up."))
+    return load_local_account(platform.keybox, account)
+
+
+def publish(platform, run_id: int, user_id: int) -> ClearingRun:
+    """Record the run's trades and its Merkle root on chain; a day is published once."""
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id, with_for_update=True)
+        if run is None:
+            raise NotFound(N_("No such clearing run."))
+        if run.status == ClearingStatus.PUBLISHED:
+            return run
+        if run.status != ClearingStatus.CLEARED:
+            raise Conflict(N_("This clearing run was voided."))
+        user = session.get(User, user_id)
+        signer = _staff_signer(session, platform, user)
+        market = platform.market(session)
+        park = run.park
+        day_number = int(run.delivery_day.strftime("%Y%m%d"))
+        instance, orders = build_instance(session, park, run.delivery_day)
+        lines = _lines_from_file(park, run, orders)
+        on_chain = market.day(day_number)
+        if on_chain is None or not (on_chain.published and on_chain.current_run == run.run_number):
+            recorded = market.run_trades(day_number, run.run_number)
+            if recorded is None or recorded.count == 0:
+                market.record_trades(signer, day_number, run.run_number, [
+                    market.trade_item(uuid_to_bytes32(line.order_public_id),
+                                      line.quantity_tenths_kvah, line.amount_fen, line.leaf())
+                    for line in lines])
+            try:
+                receipt = market.publish_clearing(signer, day_number, run.run_number,
+                                                  bytes.fromhex(run.result_root[2:]), len(lines))
+            except ChainRevertError as exc:
+                if exc.error_name != "CapacityMarketAlreadyPublished":
+                    raise
+            else:
+                run.publish_tx_hash = receipt.tx_hash
+                run.publish_block_number = receipt.block_number
+        run.status = ClearingStatus.PUBLISHED
+        run.published_by_id = user.id
+        run.published_at = calendar.utcnow()
+        return run
+
+
+def _lines_from_file(park: Park, run: ClearingRun, orders: dict[str, Order]) -> list[TradeLine]:
+    result = matching.ClearingResult.from_canonical_bytes(run.result_file)
+    return trade_lines(park, result, orders)
+
+
+def void(platform, run_id: int, user_id: int, reason: str) -> ClearingRun:
+    """Void a published day with a written reason (recorded on chain) so it can be re-cleared."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Conflict(N_("Give a reason for voiding the clearing."))
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id, with_for_update=True)
+        if run is None:
+            raise NotFound(N_("No such clearing run."))
+        if run.status != ClearingStatus.PUBLISHED:
+            raise Conflict(N_("Only a published clearing can be voided."))
+        user = session.get(User, user_id)
+        signer = _staff_signer(session, platform, user)
+        market = platform.market(session)
+        market.void_clearing(signer, int(run.delivery_day.strftime("%Y%m%d")), reason)
+        run.status = ClearingStatus.VOIDED
+        run.void_reason = reason
+        run.voided_by_id = user.id
+        return run
+
+
+def days_to_clear(session: Session, now: datetime) -> list[tuple[int, date]]:
+    """(park, delivery day) pairs whose gate has closed, with recorded orders and no run yet."""
+    due = []
+    for park in session.scalars(select(Park)):
+        today = calendar.park_today(park, now)
+        for day in (today, today + timedelta(days=1)):
+            if now < calendar.gate_closure(park, day):
+                continue
+            has_orders = session.scalar(select(func.count()).select_from(Order).join(
+                Order.enterprise).where(Order.delivery_day == day, Order.chain_version > 0))
+            has_run = session.scalar(select(func.count()).select_from(ClearingRun).where(
+                ClearingRun.park_id == park.id, ClearingRun.delivery_day == day))
+            if has_orders and not has_run:
+                due.append((park.id, day))
+    return due
+

@@ -1,0 +1,120 @@
+"""The park's grid for the market: expected demand, forecast base loads and order limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import DemandProfile, Enterprise, Order, OrderPeriod, OrderSide, OrderStatus, Park
+from . import calendar
+from .errors import N_
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PeriodLimit:
+    """How much an order may ask in one period, and the rule's wording if it asks more."""
+
+    available: Decimal
+    message: str
+    params: dict = field(default_factory=dict)
+
+
+def expected_demand(session: Session, park: Park, day: date) -> dict[int, list[Decimal | None]]:
+    """Each enterprise's expected own demand per period: declared for the day, else its
+    standing profile from recent metered demand, else unknown (None)."""
+    n = calendar.periods_per_day(park)
+    ids = [e.id for e in park.enterprises]
+    demand: dict[int, list[Decimal | None]] = {i: [None] * n for i in ids}
+    rows = session.execute(
+        select(DemandProfile.enterprise_id, DemandProfile.delivery_day,
+               DemandProfile.period_index, DemandProfile.demand_kva)
+        .where(DemandProfile.enterprise_id.in_(ids),
+               (DemandProfile.delivery_day == day) | DemandProfile.delivery_day.is_(None))
+        # Standing rows first, so the day's declared values overwrite them.
+        .order_by(DemandProfile.delivery_day.is_not(None)))
+    for enterprise_id, _day, period, kva in rows:
+        if 0 <= period < n:
+            demand[enterprise_id][period] = Decimal(kva)
+    return demand
+
+
+def asset_loads(park: Park, demand: dict[int, list[Decimal | None]]):
+    """Forecast base load per feeder and transformer and period: the expected demand of the
+    enterprises below it (an enterprise with no forecast counts at its contracted kVA)."""
+    n = calendar.periods_per_day(park)
+    feeders: dict[int, list[Decimal]] = {}
+    transformers: dict[int, list[Decimal]] = {}
+    for enterprise in park.enterprises:
+        feeder = enterprise.feeder
+        f = feeders.setdefault(feeder.id, [ZERO] * n)
+        t = transformers.setdefault(feeder.transformer_id, [ZERO] * n)
+        for i, value in enumerate(demand[enterprise.id]):
+            load = enterprise.contracted_kva if value is None else value
+            f[i] += load
+            t[i] += load
+    return feeders, transformers
+
+
+def _already_ordered(session: Session, enterprise: Enterprise, day: date, side: str,
+                     exclude_order_id: int | None) -> dict[int, Decimal]:
+    query = (select(OrderPeriod.period_index, OrderPeriod.quantity_kva)
+             .join(Order, Order.id == OrderPeriod.order_id)
+             .where(Order.enterprise_id == enterprise.id, Order.delivery_day == day,
+                    Order.side == side, Order.status == OrderStatus.ACTIVE))
+    if exclude_order_id is not None:
+        query = query.where(Order.id != exclude_order_id)
+    total: dict[int, Decimal] = {}
+    for period, qty in session.execute(query):
+        total[period] = total.get(period, ZERO) + Decimal(qty)
+    return total
+
+
+def order_limits(session: Session, enterprise: Enterprise, day: date, side: str, *,
+                 exclude_order_id: int | None = None) -> dict[int, PeriodLimit]:
+    """Per period, the most a new order of ``enterprise`` may offer (sell) or ask (buy).
+
+    A seller lists at most its spare capacity: contracted capacity minus expected own demand
+    minus what it already listed. A buyer asks at most what its own supply path can take:
+    the smallest headroom (limit minus forecast load) of its feeder and its transformer,
+    minus what it already bid.
+    """
+    park = enterprise.park
+    demand = expected_demand(session, park, day)
+    ordered = _already_ordered(session, enterprise, day, side, exclude_order_id)
+    limits: dict[int, PeriodLimit] = {}
+    if side == OrderSide.SELL:
+        for i, own in enumerate(demand[enterprise.id]):
+            listed = ordered.get(i, ZERO)
+            if own is None:
+                limits[i] = PeriodLimit(ZERO, N_(
+                    "Period %(period)s: your expected demand is not known, so no spare capacity "
+                    "can be listed; declare your expected demand first."))
+                continue
+            spare = max(ZERO, enterprise.contracted_kva - own - listed)
+            limits[i] = PeriodLimit(spare, N_(
+                "Period %(period)s: %(qty)s kVA is more than your spare capacity of %(spare)s kVA "
+                "(contracted %(contracted)s − expected demand %(demand)s − already listed "
+                "%(listed)s)."), {"spare": spare, "contracted": enterprise.contracted_kva,
+                                  "demand": own, "listed": listed})
+        return limits
+    feeders, transformers = asset_loads(park, demand)
+    feeder = enterprise.feeder
+    transformer = feeder.transformer
+    path = [(feeder.code, feeder.thermal_limit_kva, feeders[feeder.id]),
+            (transformer.code, transformer.allowed_kva, transformers[transformer.id])]
+    for i in range(calendar.periods_per_day(park)):
+        bid = ordered.get(i, ZERO)
+        code, limit, loads = min(path, key=lambda a: a[1] - a[2][i])
+        headroom = max(ZERO, limit - loads[i] - bid)
+        limits[i] = PeriodLimit(headroom, N_(
+            "Period %(period)s: %(qty)s kVA is more than your supply path can take: %(asset)s "
+            "has %(available)s kVA of headroom (limit %(limit)s − forecast load %(load)s − "
+            "already bid %(bid)s)."), {"asset": code, "available": headroom, "limit": limit,
+                                       "load": loads[i], "bid": bid})
+    return limits

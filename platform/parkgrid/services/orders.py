@@ -1,0 +1,351 @@
+"""Orders (sell listings and buy bids): check, store, amend, cancel, record on chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ..canonical import canonical_json, content_hash, order_document, uuid_to_bytes32
+from ..chain import ChainRevertError, enterprise_key
+from ..crypto import load_local_account
+from ..models import (
+    ChainStatus,
+    Enterprise,
+    Order,
+    OrderAction,
+    OrderActionKind,
+    OrderPeriod,
+    OrderSide,
+    OrderStatus,
+    Role,
+    User,
+)
+from . import calendar, grid
+from .errors import N_, Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
+
+STAFF = (Role.SETTLEMENT, Role.AUDITOR, Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """An order as a user typed it; every field is checked before anything is written."""
+
+    side: str
+    delivery_day: str | date | None
+    periods: dict  # period index -> quantity in kVA (text or number)
+    price: str | Decimal | float | int | None
+    all_or_none: bool = False
+    min_fraction: str | Decimal | None = None
+    enterprise_code: str | None = None
+
+
+def _decimal(raw, places: int) -> Decimal | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        value = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not value.is_finite() or value != value.quantize(Decimal(1).scaleb(-places)):
+        return None
+    return value
+
+
+def _own_enterprise(session: Session, user: User, code: str | None) -> Enterprise:
+    if user.role != Role.ENTERPRISE or user.enterprise_id is None:
+        raise Forbidden(N_("Only an enterprise user can place orders."))
+    own = session.get(Enterprise, user.enterprise_id)
+    if code and code != own.code:
+        raise Forbidden(N_("You can only place orders for your own enterprise (%(code)s)."),
+                        code=own.code)
+    return own
+
+
+def _check_day(park, raw, now: datetime, problems: list[FieldProblem]) -> date | None:
+    open_day = calendar.open_delivery_day(park, now)
+    day = raw
+    if isinstance(day, str):
+        try:
+            day = date.fromisoformat(day.strip())
+        except ValueError:
+            day = None
+    if not isinstance(day, date):
+        problems.append(FieldProblem("delivery_day", N_("Give the delivery day as YYYY-MM-DD.")))
+        return None
+    if calendar.park_today(park, now) < day < open_day:
+        problems.append(FieldProblem(
+            "delivery_day", N_("Gate closure for %(day)s has passed; orders now go to %(open)s."),
+            {"day": day.isoformat(), "open": open_day.isoformat()}))
+    elif day != open_day:
+        problems.append(FieldProblem(
+            "delivery_day", N_("Orders are taken for delivery on %(open)s only, not %(day)s."),
+            {"open": open_day.isoformat(), "day": day.isoformat()}))
+    return day
+
+
+def validate_order(session: Session, user: User, data: OrderInput, now: datetime, *,
+                   replacing: Order | None = None):
+    """Every rule an order must meet; a refusal names the rule and the figure that broke it."""
+    enterprise = _own_enterprise(session, user, data.enterprise_code)
+    park = enterprise.park
+    problems: list[FieldProblem] = []
+    if data.side not in OrderSide.ALL:
+        problems.append(FieldProblem("side", N_("An order is either 'sell' or 'buy'.")))
+    day = _check_day(park, data.delivery_day, now, problems)
+
+    n_periods = calendar.periods_per_day(park)
+    periods: dict[int, Decimal] = {}
+    if not data.periods:
+        problems.append(FieldProblem("periods", N_("Give a quantity for at least one period.")))
+    for raw_index, raw_qty in (data.periods or {}).items():
+        try:
+            index = int(raw_index)
+        except (TypeError, ValueError):
+            index = -1
+        if str(raw_index).strip() != str(index) or not 0 <= index < n_periods:
+            problems.append(FieldProblem(
+                "periods",
+                N_("Period %(period)s is not a period of the delivery day (0 to %(last)s)."),
+                {"period": raw_index, "last": n_periods - 1}))
+            continue
+        qty = _decimal(raw_qty, 1)
+        if qty is None:
+            problems.append(FieldProblem(
+                "quantity_kva", N_("Quantity %(value)s is not a number with at most one decimal."),
+                {"value": raw_qty}))
+        elif qty <= 0:
+            problems.append(FieldProblem(
+                "quantity_kva", N_("Quantity must be more than 0 kVA (period %(period)s)."),
+                {"period": index}))
+        else:
+            periods[index] = qty
+
+    price = _decimal(data.price, 4)
+    if price is None:
+        problems.append(FieldProblem(
+            "price", N_("The price must be a number with at most 4 decimals.")))
+    elif not park.price_min <= price <= park.price_max:
+        problems.append(FieldProblem(
+            "price", N_("The price must be between %(min)s and %(max)s yuan/kVA·h."),
+            {"min": park.price_min, "max": park.price_max}))
+
+    min_fraction = None
+    if data.min_fraction not in (None, ""):
+        min_fraction = _decimal(data.min_fraction, 4)
+        if min_fraction is None or not 0 < min_fraction <= 1:
+            problems.append(FieldProblem(
+                "min_fraction", N_("The minimum accepted fraction must be above 0 and at most 1.")))
+
+    if day is not None and periods and data.side in OrderSide.ALL and not problems:
+        limits = grid.order_limits(session, enterprise, day, data.side,
+                                   exclude_order_id=replacing.id if replacing else None)
+        for index, qty in sorted(periods.items()):
+            limit = limits[index]
+            if qty > limit.available:
+                problems.append(FieldProblem("quantity_kva", limit.message, {
+                    **limit.params, "period": index, "qty": qty}))
+    if problems:
+        raise ValidationFailed(problems)
+    return enterprise, day, periods, price, min_fraction
+
+
+def _apply(order: Order, enterprise: Enterprise, day, periods, price, min_fraction,
+           data: OrderInput, user: User, action: str) -> OrderAction:
+    order.delivery_day = day
+    order.price = price
+    order.all_or_none = bool(data.all_or_none)
+    order.min_fraction = min_fraction
+    existing = {p.period_index: p for p in order.periods}
+    for index in set(existing) - set(periods):
+        order.periods.remove(existing[index])
+    for index, qty in periods.items():
+        if index in existing:
+            existing[index].quantity_kva = qty
+        else:
+            order.periods.append(OrderPeriod(period_index=index, quantity_kva=qty))
+    order.periods.sort(key=lambda p: p.period_index)
+    return _record_version(order, enterprise, user, action)
+
+
+def _record_version(order: Order, enterprise: Enterprise, user: User,
+                    action: str) -> OrderAction:
+    document = order_document(order, enterprise.code)
+    order.content_hash = content_hash(document)
+    order.chain_status = ChainStatus.PENDING
+    order.updated_at = calendar.utcnow()
+    entry = OrderAction(version=order.version, action=action, content_hash=order.content_hash,
+                        document=canonical_json(document).decode(), requested_by_id=user.id)
+    order.actions.append(entry)
+    return entry
+
+
+def create_order(session: Session, user: User, data: OrderInput, now: datetime) -> Order:
+    """Check an order and store it with its first action pending on chain; caller commits."""
+    enterprise, day, periods, price, min_fraction = validate_order(session, user, data, now)
+    order = Order(enterprise_id=enterprise.id, created_by_id=user.id, side=data.side,
+                  version=1, chain_version=0, status=OrderStatus.ACTIVE, periods=[],
+                  actions=[])
+    _apply(order, enterprise, day, periods, price, min_fraction, data, user,
+           OrderActionKind.NEW)
+    session.add(order)
+    session.flush()
+    return order
+
+
+def _owned_open_order(session: Session, user: User, public_id: str, now: datetime) -> Order:
+    order = get_order(session, user, public_id)
+    if user.role != Role.ENTERPRISE or order.enterprise_id != user.enterprise_id:
+        raise Forbidden(N_("Only the enterprise that placed an order can change it."))
+    if order.status == OrderStatus.CANCELLED:
+        raise Conflict(N_("This order is cancelled."))
+    park = order.enterprise.park
+    if now >= calendar.gate_closure(park, order.delivery_day):
+        raise Conflict(N_("Gate closure for %(day)s has passed; the order can no longer change."),
+                       day=order.delivery_day.isoformat())
+    if order.chain_version == 0:
+        raise Conflict(N_("The order is not on the chain yet; change it once it is recorded."))
+    return order
+
+
+def amend_order(session: Session, user: User, public_id: str, data: OrderInput,
+                now: datetime) -> Order:
+    order = _owned_open_order(session, user, public_id, now)
+    if data.side != order.side:
+        raise ValidationFailed([FieldProblem("side", N_("An order's side cannot change."))])
+    enterprise, day, periods, price, min_fraction = validate_order(
+        session, user, data, now, replacing=order)
+    if day != order.delivery_day:
+        raise ValidationFailed([FieldProblem("delivery_day",
+                                             N_("An order's delivery day cannot change."))])
+    order.version += 1
+    _apply(order, enterprise, day, periods, price, min_fraction, data, user,
+           OrderActionKind.AMEND)
+    session.flush()
+    return order
+
+
+def cancel_order(session: Session, user: User, public_id: str, now: datetime) -> Order:
+    order = _owned_open_order(session, user, public_id, now)
+    order.version += 1
+    order.status = OrderStatus.CANCELLED
+    _record_version(order, order.enterprise, user, OrderActionKind.CANCEL)
+    session.flush()
+    return order
+
+
+def visible_orders(session: Session, user: User, limit: int = 500) -> list[Order]:
+    """An enterprise sees its own orders; staff and auditors see all."""
+    query = select(Order).options(selectinload(Order.periods)).order_by(Order.id.desc())
+    if user.role == Role.ENTERPRISE:
+        query = query.where(Order.enterprise_id == user.enterprise_id)
+    elif user.role not in STAFF:
+        raise Forbidden(N_("Your role cannot see orders."))
+    return list(session.scalars(query.limit(limit)))
+
+
+def get_order(session: Session, user: User, public_id: str) -> Order:
+    if user.role not in (Role.ENTERPRISE, *STAFF):
+        raise Forbidden(N_("Your role cannot see orders."))
+    order = session.scalar(select(Order).where(Order.public_id == public_id))
+    if order is None or (user.role == Role.ENTERPRISE
+                         and order.enterprise_id != user.enterprise_id):
+        raise NotFound(N_("No such order."))
+    return order
+
+
+def record_order_on_chain(platform, order_id: int) -> str:
+    """Write an order's pending actions on chain, in version order; safe to run again.
+
+    The chain keeps each order's version, so a re-delivered task (or one whose earlier
+    attempt was mined but died before the database commit) sees what is already there and
+    only copies it into the database instead of writing twice.
+    """
+    with platform.unit_of_work() as session:
+        order = session.get(Order, order_id, with_for_update=True)
+        if order is None:
+            return "missing"
+        pending = [a for a in order.actions if a.chain_status == ChainStatus.PENDING]
+        if not pending:
+            return order.chain_status
+        enterprise = order.enterprise
+        market = platform.market(session)
+        chain_order_id = uuid_to_bytes32(order.public_id)
+        account = load_local_account(platform.keybox, enterprise.chain_account)
+        for action in sorted(pending, key=lambda a: a.version):
+            record = market.order(chain_order_id)
+            if _chain_version(record) < action.version:
+                try:
+                    if action.action == OrderActionKind.NEW:
+                        ensure_day_open(platform, session, market, enterprise.park,
+                                        order.delivery_day)
+                        market.record_order(account, chain_order_id,
+                                            enterprise_key(enterprise.code),
+                                            _day_number(order.delivery_day), order.side,
+                                            _hash_bytes(action.content_hash))
+                    elif action.action == OrderActionKind.AMEND:
+                        market.amend_order(account, chain_order_id,
+                                           _hash_bytes(action.content_hash))
+                    else:
+                        market.cancel_order(account, chain_order_id)
+                except ChainRevertError as exc:
+                    # Refused for good (e.g. it reached the chain after gate closure): this
+                    # and the later versions stay off chain; the chain's version stands.
+                    for later in pending:
+                        if later.version >= action.version:
+                            later.chain_status = ChainStatus.FAILED
+                            later.chain_error = str(exc)
+                    order.chain_status = ChainStatus.FAILED
+                    order.chain_error = str(exc)
+                    return order.chain_status
+                record = market.order(chain_order_id)
+            action.chain_status = ChainStatus.RECORDED
+            if _chain_version(record) == action.version:
+                action.chain_tx_hash = record.tx_hash
+                action.chain_block_number = record.block_number
+            order.chain_version = action.version
+            order.chain_tx_hash = action.chain_tx_hash
+            order.chain_block_number = action.chain_block_number
+        order.chain_status = ChainStatus.RECORDED
+        order.chain_error = None
+        return order.chain_status
+
+
+def ensure_day_open(platform, session: Session, market, park, delivery_day: date) -> None:
+    """Open the market day on chain (with its gate closure) before its first order."""
+    from .chain_setup import operator_account
+
+    if market.day(_day_number(delivery_day)) is not None:
+        return
+    gate = int(calendar.gate_closure(park, delivery_day).timestamp())
+    operator = load_local_account(platform.keybox, operator_account(session, platform.keybox))
+    try:
+        market.open_day(operator, _day_number(delivery_day), gate)
+    except ChainRevertError as exc:
+        if exc.error_name != "CapacityMarketDayAlreadyOpen":  # another task opened it first
+            raise
+
+
+def pending_order_ids(session: Session) -> list[int]:
+    """The outbox: orders with an action not yet on chain (re-sent after an outage)."""
+    return list(session.scalars(
+        select(Order.id).where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)))
+
+
+def _chain_version(record) -> int:
+    # The contract counts record and amendments in its version; a cancellation sets a flag
+    # instead, which is the platform's next version.
+    if record is None:
+        return 0
+    return record.version + (1 if record.cancelled else 0)
+
+
+def _day_number(day: date) -> int:
+    return int(day.strftime("%Y%m%d"))
+
+
+def _hash_bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])

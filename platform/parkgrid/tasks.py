@@ -1,0 +1,121 @@
+"""Celery tasks: each takes ids, is safe to run twice, and is acknowledged only when done."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from sqlalchemy.exc import OperationalError
+
+from .chain import ChainTimeoutError, ChainUnavailableError
+from .config import Settings, from_env
+from .services import orders as order_service
+from .wiring import Platform
+
+log = logging.getLogger(__name__)
+
+celery_app = Celery("parkgrid")
+_platform: Platform | None = None
+
+
+def configure(settings: Settings, platform: Platform | None = None) -> Celery:
+    """Point the Celery app at the settings' broker, or run tasks in-process without one."""
+    global _platform
+    _platform = platform or Platform(settings)
+    if celery_app.conf.broker_url not in (None, settings.broker_url or "memory://"):
+        # Another broker than before (tests switch brokers in one process): Celery keeps
+        # pooled connections to the old one unless they are dropped.
+        if celery_app._pool is not None:
+            celery_app._pool.force_close_all()
+            celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+    # Celery builds the result backend once and caches it; a process configured again (the
+    # tests, a CLI command after the app import) must get the backend of the new settings.
+    celery_app._backend_cache = None
+    celery_app._local.__dict__.pop("backend", None)
+    celery_app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        result_backend=settings.result_backend or None,
+        task_always_eager=settings.tasks_eager,
+        task_eager_propagates=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # Late acknowledgement: a task whose worker dies is delivered again, so every task
+        # below is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 600},
+        task_default_queue="parkgrid",
+    )
+    return celery_app
+
+
+def get_platform() -> Platform:
+    """The worker's platform, built from the environment the first time a task needs it."""
+    if _platform is None:
+        configure(from_env())
+    return _platform
+
+
+RETRYABLE = (ChainUnavailableError, ChainTimeoutError, OperationalError)
+
+
+@celery_app.task(bind=True, name="parkgrid.record_order", max_retries=20)
+def record_order(self, order_id: int) -> str:
+    """Record an order's pending actions on chain (they stay in the outbox until then)."""
+    try:
+        return order_service.record_order_on_chain(get_platform(), order_id)
+    except RETRYABLE as exc:
+        if self.request.is_eager:
+            # No broker to retry through: the order stays pending in the outbox and is
+            # sent again by the next outbox flush.
+            log.warning("order %s stays pending: %s", order_id, exc)
+            return "pending"
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+
+
+@celery_app.task(name="parkgrid.flush_outbox")
+def flush_outbox() -> int:
+    """Queue every order still waiting for its chain record."""
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        ids = order_service.pending_order_ids(session)
+    for order_id in ids:
+        record_order.delay(order_id)
+    return len(ids)
+
+
+@celery_app.task(bind=True, name="parkgrid.run_clearing", max_retries=5)
+def run_clearing(self, park_id: int, delivery_day: str) -> int:
+    """Clear one park's delivery day (a day with a live run is not cleared twice)."""
+    from datetime import date
+
+    from .services import clearing
+
+    try:
+        return clearing.run_clearing(get_platform(), park_id, date.fromisoformat(delivery_day))
+    except OperationalError as exc:
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=10) from exc
+
+
+@celery_app.task(name="parkgrid.close_gates")
+def close_gates() -> int:
+    """Runs every minute: queue the clearing of every day whose gate has just closed."""
+    from .services import clearing
+    from .services.calendar import utcnow
+
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        due = clearing.days_to_clear(session, utcnow())
+    for park_id, day in due:
+        run_clearing.delay(park_id, day.isoformat())
+    return len(due)
+
+
+celery_app.conf.beat_schedule = {
+    "close-gates": {"task": "parkgrid.close_gates", "schedule": 60.0},
+}

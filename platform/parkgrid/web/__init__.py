@@ -1,0 +1,182 @@
+"""The Flask application factory: one blueprint per area, pages and the OpenAPI-documented API."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, g, jsonify, render_template, request, send_from_directory, session
+from flask_babel import Babel, gettext
+from flask_login import LoginManager, UserMixin
+from flask_smorest import Api
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from .. import tasks
+from ..config import REPO_ROOT, Settings, from_env
+from ..models import User
+from ..services.errors import ServiceError
+from ..wiring import Platform
+from . import security
+
+LANGUAGES = ("zh", "en")
+log = logging.getLogger(__name__)
+
+
+class SessionUser(UserMixin):
+    """Flask-Login's view of a user: only the id is kept in the session cookie."""
+
+    def __init__(self, user: User):
+        self.user = user
+        self.id = str(user.id)
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
+    settings = settings or from_env()
+    platform = platform or Platform(settings)
+    tasks.configure(settings, platform)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        BABEL_DEFAULT_LOCALE="zh",
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parents[1] / "translations"),
+        BABEL_DEFAULT_TIMEZONE=settings.park_timezone,
+        WTF_CSRF_TIME_LIMIT=None,
+        API_TITLE="ParkGrid API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/vendor/swagger-ui/",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "info": {"description": "Day-ahead capacity-right trading and alliance dispatch. "
+                                    "Get a token with POST /api/v1/tokens, then send "
+                                    "'Authorization: Bearer <token>'."},
+        },
+    )
+    app.extensions["parkgrid"] = platform
+
+    Babel(app, locale_selector=_select_locale, timezone_selector=lambda: settings.park_timezone)
+    csrf = CSRFProtect(app)
+    login = LoginManager(app)
+    login.login_view = "auth.login"
+    login.login_message = None
+
+    @login.user_loader
+    def _load_user(user_id: str):
+        user = g.db.get(User, int(user_id)) if user_id.isdigit() else None
+        return SessionUser(user) if user is not None and user.active else None
+
+    @app.before_request
+    def _open_session():
+        g.db = platform.sessions()
+
+    app.before_request(security.authorise)
+
+    @app.teardown_request
+    def _close_session(_exc):
+        db = g.pop("db", None)
+        if db is not None:
+            db.close()  # anything not committed by the view is rolled back
+
+    # Stored codes (statuses, audit findings) are msgids; this shows them in the page's language.
+    app.add_template_filter(lambda text: gettext(text), "translate")
+
+    @app.context_processor
+    def _template_globals():
+        return {"languages": LANGUAGES, "current_locale": _select_locale(),
+                "actor": g.get("user")}
+
+    from . import api, audit, auth, clearing, market
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(market.bp)
+    app.register_blueprint(audit.bp)
+    app.register_blueprint(clearing.bp)
+    app.register_blueprint(clearing.results)
+    rest = Api(app)
+    for blueprint in api.blueprints():
+        rest.register_blueprint(blueprint)
+        csrf.exempt(blueprint)  # the API authenticates with bearer tokens, never cookies
+
+    swagger_dir = REPO_ROOT / "node_modules" / "swagger-ui-dist"
+
+    @app.route("/vendor/swagger-ui/<path:filename>")
+    @security.public
+    def swagger_assets(filename):
+        return send_from_directory(swagger_dir, filename)
+
+    _register_error_handlers(app)
+    return app
+
+
+def _select_locale() -> str:
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    user = g.get("user")
+    if user is not None and user.locale in LANGUAGES:
+        return user.locale
+    return "zh"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        message = gettext(exc.message, **exc.params)
+        if security.is_api_request():
+            errors = None
+            if hasattr(exc, "problems"):
+                errors = {}
+                for p in exc.problems:
+                    errors.setdefault(p.field, []).append(gettext(p.message, **p.params))
+            return security.api_error(exc.status, message, errors)
+        return render_template("error.html", status=exc.status, message=message), exc.status
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        message = gettext("The form expired or did not come from this site. Please try again.")
+        return render_template("error.html", status=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        messages = {
+            403: gettext("You are not allowed to open this page."),
+            404: gettext("There is nothing here."),
+            413: gettext("The upload is too large."),
+        }
+        message = messages.get(exc.code, exc.description)
+        if security.is_api_request():
+            data = getattr(exc, "data", None) or {}
+            if exc.code == 422 and "messages" in data:  # marshmallow/webargs input errors
+                return security.api_error(422, gettext("The input was refused."),
+                                          _flatten(data["messages"]))
+            return security.api_error(exc.code or 500, message)
+        return render_template("error.html", status=exc.code, message=message), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s", request.path)
+        message = gettext("Something went wrong on our side; nothing was saved.")
+        if security.is_api_request():
+            return jsonify({"code": 500, "message": message}), 500
+        return render_template("error.html", status=500, message=message), 500
+
+
+def _flatten(messages: dict) -> dict:
+    """webargs nests errors by location (json, query); the API reports them by field."""
+    flat: dict = {}
+    for location in messages.values():
+        if isinstance(location, dict):
+            flat.update(location)
+    return flat or messages

@@ -1,0 +1,96 @@
+"""Who may call which route: every route declares its roles or is public; the rest is refused."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, g, jsonify, redirect, request, url_for
+from flask_babel import gettext
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..models import ApiToken, User
+from ..services.calendar import utcnow
+
+# Endpoints of libraries we mount, which carry no role declaration of ours.
+LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
+
+
+def roles(*names: str):
+    """Declare which roles may call a view (checked before the view runs)."""
+
+    def mark(view):
+        view._roles = frozenset(names)
+        return view
+
+    return mark
+
+
+def public(view):
+    view._public = True
+    return view
+
+
+def _declaration(view):
+    target = getattr(view, "view_class", None)
+    if target is not None:
+        target = getattr(target, request.method.lower(), None)
+    target = target or view
+    return getattr(target, "_public", False), getattr(target, "_roles", None)
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def user_from_token(session) -> User | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    record = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash_token(token.strip())))
+    if record is None or record.revoked:
+        return None
+    if record.expires_at is not None and record.expires_at <= utcnow():
+        return None
+    user = session.get(User, record.user_id)
+    return user if user is not None and user.active else None
+
+
+def api_error(status: int, message: str, errors: dict | None = None):
+    body = {"code": status, "message": message}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def authorise():
+    """Runs before every request: find the user, then check the route's declared roles."""
+    if request.endpoint is None:
+        return None
+    view = current_app.view_functions[request.endpoint]
+    is_public, allowed = _declaration(view)
+    if is_public or request.endpoint in LIBRARY_PUBLIC:
+        return None
+    if allowed is None:  # a route that forgot to declare its roles is closed, not open
+        abort(403)
+    if is_api_request():
+        user = user_from_token(g.db)
+        if user is None:
+            return api_error(401, gettext("Log in first: send a valid bearer token."))
+    else:
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        user = current_user.user
+    g.user = user
+    if user.role not in allowed:
+        if is_api_request():
+            return api_error(403, gettext("Your role may not do this."))
+        abort(403)
+    return None
+
+
+def current_actor() -> User:
+    return g.user
+

@@ -1,0 +1,74 @@
+"""Builds the platform's parts (database, key box, chain, market contract) from settings, once."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .chain import CapacityMarket, ChainConnection, ChainResetError, connect
+from .config import Settings
+from .crypto import KeyBox
+from .db import make_engine, make_session_factory, unit_of_work
+from .models import ChainDeployment
+
+
+@dataclass
+class Platform:
+    """The container every entry point (web app, worker, CLI) builds from one ``Settings``."""
+
+    settings: Settings
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _chain: ChainConnection | None = field(default=None, repr=False)
+
+    @cached_property
+    def engine(self):
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+    @cached_property
+    def keybox(self) -> KeyBox:
+        return KeyBox(self.settings.secret_key)
+
+    def unit_of_work(self):
+        return unit_of_work(self.sessions)
+
+    @property
+    def chain(self) -> ChainConnection:
+        """The chain connection, opened on first use (the node may start after the app)."""
+        with self._lock:
+            if self._chain is None:
+                self._chain = connect(
+                    self.settings.chain_url, receipt_timeout=self.settings.chain_receipt_timeout_s
+                )
+            return self._chain
+
+    def market(self, session: Session) -> CapacityMarket:
+        """The recorded CapacityMarket deployment for this chain, checked to still be there."""
+        chain_id = self.chain.chain_id()
+        deployment = session.scalar(
+            select(ChainDeployment)
+            .where(ChainDeployment.contract_name == CapacityMarket.NAME)
+            .order_by(ChainDeployment.id.desc())
+        )
+        if deployment is None:
+            raise ChainResetError(
+                "No CapacityMarket deployment is recorded in the database: run "
+                "'parkgrid chain setup' to deploy the contracts."
+            )
+        if deployment.chain_id != chain_id:
+            raise ChainResetError(
+                f"The chain at {self.settings.chain_url} has chain id {chain_id}, but the "
+                f"platform's contracts were deployed on chain id {deployment.chain_id}. "
+                "Point PARKGRID_CHAIN_URL at the original chain, or redeploy with "
+                "'parkgrid chain setup --redeploy' (earlier records stay on the old chain)."
+            )
+        market = CapacityMarket(self.chain, deployment.address)
+        market.verify(deployment.chain_id)
+        return market

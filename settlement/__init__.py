@@ -1,0 +1,1 @@
+"""Pure settlement core: no framework imports."""

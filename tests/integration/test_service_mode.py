@@ -1,0 +1,157 @@
+"""The thin path in service mode: PostgreSQL, a real broker with a real Celery worker, anvil."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from eth_account import Account
+from sqlalchemy import select
+
+from parkgrid import migrate, tasks
+from parkgrid.canonical import uuid_to_bytes32
+from parkgrid.chain import ANVIL_DEFAULT_KEY, AnvilNode, enterprise_key
+from parkgrid.config import SERVICE, Settings
+from parkgrid.crypto import load_local_account
+from parkgrid.demo import generate_demo_park, load_demo_park
+from parkgrid.models import Order, User
+from parkgrid.services import calendar
+from parkgrid.services.chain_setup import setup_chain
+from parkgrid.web import create_app
+from parkgrid.wiring import Platform
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/11"
+BROKERS = {"redis": REDIS_URL, "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
+START_HINTS = {
+    "redis": "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
+             "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    "rabbitmq": "rabbitmq-server -detached",
+}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    with AnvilNode(state_file=tmp_path_factory.mktemp("anvil") / "state.json") as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=sorted(BROKERS))
+def service(request, pg_url, node, tmp_path_factory):
+    """Settings in service mode, the demo park on PostgreSQL, and a worker process."""
+    broker = BROKERS[request.param]
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).flushdb()
+        if request.param == "rabbitmq":
+            import kombu
+
+            with kombu.Connection(broker, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+                conn.default_channel.queue_purge("parkgrid")  # a stale run's messages
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is not usable
+        if "NOT_FOUND" not in str(exc):
+            pytest.fail(f"{request.param} is not reachable ({exc}); start it with: "
+                        f"{START_HINTS[request.param]}", pytrace=False)
+    settings = Settings(mode=SERVICE, data_dir=tmp_path_factory.mktemp("svc"),
+                        database_url=pg_url, broker_url=broker, result_backend=REDIS_URL,
+                        chain_url=node.url, secret_key="service-test-secret").with_defaults()
+    migrate.downgrade(pg_url, "base")  # the module's databases start empty
+    migrate.upgrade(pg_url)
+    platform = Platform(settings)
+    with platform.unit_of_work() as session:
+        load_demo_park(session, platform.keybox, generate_demo_park())
+    setup_chain(platform, funder=Account.from_key(ANVIL_DEFAULT_KEY))
+
+    env = {**os.environ, "PARKGRID_MODE": SERVICE, "PARKGRID_DATABASE_URL": pg_url,
+           "PARKGRID_BROKER_URL": broker, "PARKGRID_RESULT_BACKEND": REDIS_URL,
+           "PARKGRID_CHAIN_URL": node.url, "PARKGRID_SECRET_KEY": settings.secret_key}
+    log = settings.data_dir / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "parkgrid.cli", "worker",
+                               "--concurrency", "2"], cwd=ROOT, env=env,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
+        time.sleep(0.3)
+    yield settings, platform, log
+    worker.terminate()
+    worker.wait(timeout=30)
+    platform.engine.dispose()
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_an_order_goes_through_the_broker_and_a_worker_onto_the_chain(service):
+    settings, platform, log = service
+    app = create_app(settings)
+    client = app.test_client()
+    token = client.post("/api/v1/tokens", json={"username": "enterprise",
+                                                "password": "enterprise-demo-1"}).json["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    day = client.get("/api/v1/orders/calendar", headers=headers).json["open_delivery_day"]
+    response = client.post("/api/v1/orders", headers=headers, json={
+        "delivery_day": day, "side": "sell", "price": "0.0400",
+        "periods": [{"period": 10, "quantity_kva": "75"}]})
+    assert response.status_code == 201, response.json
+    order_id = response.json["id"]
+
+    def recorded():
+        body = client.get(f"/api/v1/orders/{order_id}", headers=headers).json
+        return body if body["chain_status"] == "recorded" else None
+
+    body = wait_for(recorded)
+    assert body["chain_tx_hash"].startswith("0x") and body["chain_block_number"] > 0
+    assert "parkgrid.record_order" in log.read_text()  # the worker did it, not the web app
+
+    # A re-delivered task writes nothing a second time.
+    block = platform.chain.block_number()
+    with platform.unit_of_work() as session:
+        row_id = session.scalar(select(Order.id).where(Order.public_id == order_id))
+    assert tasks.record_order.delay(row_id).get(timeout=60) == "recorded"
+    assert platform.chain.block_number() == block
+
+
+def test_a_task_that_died_after_its_chain_write_only_completes_the_database(service):
+    """The chain write was mined but the database commit was lost: no second transaction."""
+    settings, platform, _log = service
+    tasks.configure(settings, platform)
+    with platform.unit_of_work() as session:
+        from parkgrid.services import orders
+
+        user = session.scalar(select(User).where(User.username == "enterprise2"))
+        park = user.enterprise.park
+        day = calendar.open_delivery_day(park, calendar.utcnow())
+        order = orders.create_order(session, user, orders.OrderInput(
+            side="sell", delivery_day=day, periods={3: "40"}, price="0.02"), calendar.utcnow())
+        row_id, public_id = order.id, order.public_id
+        enterprise = user.enterprise
+        market = platform.market(session)
+        orders.ensure_day_open(platform, session, market, park, day)
+        account = load_local_account(platform.keybox, enterprise.chain_account)
+        receipt = market.record_order(account, uuid_to_bytes32(public_id),
+                                      enterprise_key(enterprise.code),
+                                      int(day.strftime("%Y%m%d")), "sell",
+                                      bytes.fromhex(order.content_hash[2:]))
+    block = platform.chain.block_number()
+    assert tasks.record_order.delay(row_id).get(timeout=60) == "recorded"
+    assert platform.chain.block_number() == block
+    with platform.unit_of_work() as session:
+        stored = session.get(Order, row_id)
+        assert stored.chain_tx_hash == receipt.tx_hash
+        assert stored.chain_block_number == receipt.block_number

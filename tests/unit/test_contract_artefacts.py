@@ -1,0 +1,51 @@
+"""The committed contract artefacts match their sources and carry an honest header."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from parkgrid.chain import load_artefact
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTEFACT = REPO_ROOT / "contracts" / "build" / "CapacityMarket.json"
+
+
+def test_committed_artefacts_match_a_fresh_compile() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "contracts" / "compile.py"), "--check"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_header_names_compiler_evm_and_optimizer() -> None:
+    header = load_artefact("CapacityMarket")["_generated"]
+    assert "solc 0.8.28+commit." in header
+    assert "evmVersion cancun" in header
+    assert "runs=200" in header
+    assert "do not edit; regenerate with python contracts/compile.py" in header
+
+
+def test_artefact_is_written_deterministically_without_local_paths() -> None:
+    text = ARTEFACT.read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), indent=1, sort_keys=True) + "\n"
+    assert str(REPO_ROOT) not in text
+
+
+def test_artefact_exposes_the_contract_interface() -> None:
+    artefact = load_artefact("CapacityMarket")
+    names = {(entry["type"], entry.get("name")) for entry in artefact["abi"]}
+    expected = {
+        ("function", "registerEnterprise"), ("function", "recordListing"),
+        ("function", "listing"), ("function", "enterpriseOf"), ("function", "accountOf"),
+        ("function", "REGISTRAR_ROLE"), ("function", "CLEARING_ROLE"),
+        ("event", "EnterpriseRegistered"), ("event", "ListingRecorded"),
+        ("error", "CapacityMarketListingExists"), ("error", "CapacityMarketNotEnterpriseAccount"),
+        ("error", "AccessControlUnauthorizedAccount"),
+    }
+    assert expected <= names
+    assert artefact["bytecode"].startswith("0x60") and len(artefact["deployedBytecode"]) > 1000
