@@ -76,12 +76,14 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=66), nullable=False),
     sa.Column('chain_status', sa.String(length=16), nullable=False),
     sa.Column('chain_version', sa.Integer(), nullable=False),
+    sa.Column('chain_path', sa.String(length=8), server_default='single', nullable=False),
     sa.Column('chain_tx_hash', sa.String(length=66), nullable=True),
     sa.Column('chain_block_number', sa.BigInteger(), nullable=True),
     sa.Column('chain_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("chain_status IN ('pending', 'recorded', 'failed')", name=op.f('ck_orders_chain_status_valid')),
+    sa.CheckConstraint("chain_path IN ('single', 'batch')", name=op.f('ck_orders_chain_path_valid')),
     sa.CheckConstraint("side IN ('sell', 'buy')", name=op.f('ck_orders_side_valid')),
     sa.CheckConstraint("status IN ('active', 'cancelled')", name=op.f('ck_orders_status_valid')),
     sa.CheckConstraint('min_fraction IS NULL OR (min_fraction > 0 AND min_fraction <= 1)', name=op.f('ck_orders_min_fraction_range')),
@@ -124,6 +126,7 @@ def upgrade() -> None:
     sa.Column('chain_tx_hash', sa.String(length=66), nullable=True),
     sa.Column('chain_block_number', sa.BigInteger(), nullable=True),
     sa.Column('chain_error', sa.Text(), nullable=True),
+    sa.Column('chain_batch_id', sa.String(length=66), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("action IN ('new', 'amend', 'cancel')", name=op.f('ck_order_actions_action_valid')),
     sa.CheckConstraint("chain_status IN ('pending', 'recorded', 'failed')", name=op.f('ck_order_actions_chain_status_valid')),
@@ -133,6 +136,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('order_id', 'version', name=op.f('uq_order_actions_order_id_version'))
     )
     with op.batch_alter_table('order_actions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_order_actions_chain_batch_id'), ['chain_batch_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_order_actions_chain_status'), ['chain_status'], unique=False)
 
     op.create_table('order_periods',
@@ -271,6 +275,7 @@ def downgrade() -> None:
     op.drop_table('order_periods')
     with op.batch_alter_table('order_actions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_order_actions_chain_status'))
+        batch_op.drop_index(batch_op.f('ix_order_actions_chain_batch_id'))
 
     op.drop_table('order_actions')
     with op.batch_alter_table('clearing_allocations', schema=None) as batch_op:

@@ -142,6 +142,14 @@ class OrderActionKind:
     ALL: tuple[str, ...] = (NEW, AMEND, CANCEL)
 
 
+class ChainPath:
+    """How an order's actions reach the chain: one transaction each, or in batches (events)."""
+
+    SINGLE = "single"
+    BATCH = "batch"
+    ALL: tuple[str, ...] = (SINGLE, BATCH)
+
+
 class ChainStatus:
     """Where a record stands with the chain: written locally first, then recorded (or not)."""
 
@@ -593,6 +601,7 @@ class Order(Base):
         CheckConstraint(_one_of("side", OrderSide.ALL), name="side_valid"),
         CheckConstraint(_one_of("status", OrderStatus.ALL), name="status_valid"),
         CheckConstraint(_one_of("chain_status", ChainStatus.ALL), name="chain_status_valid"),
+        CheckConstraint(_one_of("chain_path", ChainPath.ALL), name="chain_path_valid"),
         CheckConstraint("min_fraction IS NULL OR (min_fraction > 0 AND min_fraction <= 1)",
                         name="min_fraction_range"),
         CheckConstraint("version >= 1 AND chain_version >= 0 AND chain_version <= version",
@@ -617,6 +626,8 @@ class Order(Base):
     chain_status: Mapped[str] = mapped_column(String(16), default=ChainStatus.PENDING,
                                               index=True)
     chain_version: Mapped[int] = mapped_column(Integer, default=0)
+    chain_path: Mapped[str] = mapped_column(String(8), default=ChainPath.SINGLE,
+                                            server_default=ChainPath.SINGLE)
     chain_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     chain_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     chain_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -691,6 +702,9 @@ class OrderAction(Base):
     chain_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     chain_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     chain_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The batch (bytes32 hex) that carries this action, fixed before the batch is sent so a
+    # retried task finds it on chain instead of sending it again.
+    chain_batch_id: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="actions")

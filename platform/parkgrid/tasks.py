@@ -76,15 +76,29 @@ def record_order(self, order_id: int) -> str:
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
 
 
+@celery_app.task(bind=True, name="parkgrid.record_batch", max_retries=20)
+def record_batch(self, order_ids: list[int]) -> int:
+    """Record the pending actions of many orders in batch transactions (events only)."""
+    try:
+        return order_service.record_batch_on_chain(get_platform(), order_ids)
+    except RETRYABLE as exc:
+        if self.request.is_eager:
+            log.warning("orders %s stay pending: %s", order_ids, exc)
+            return 0
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+
+
 @celery_app.task(name="parkgrid.flush_outbox")
 def flush_outbox() -> int:
-    """Queue every order still waiting for its chain record."""
+    """Queue every order still waiting for its chain record; returns how many."""
     platform = get_platform()
     with platform.unit_of_work() as session:
-        ids = order_service.pending_order_ids(session)
-    for order_id in ids:
+        batches, singles = order_service.outbox_groups(session)
+    for ids in batches:
+        record_batch.delay(ids)
+    for order_id in singles:
         record_order.delay(order_id)
-    return len(ids)
+    return sum(map(len, batches)) + len(singles)
 
 
 @celery_app.task(bind=True, name="parkgrid.run_clearing", max_retries=5)

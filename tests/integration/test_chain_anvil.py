@@ -1,24 +1,29 @@
-"""The chain adapter against a real anvil node: persistence across restarts, resets, timeouts."""
+"""The chain adapter against a real anvil node: persistence across restarts, resets, block time."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from parkgrid.chain import (
     ANVIL_DEFAULT_KEY,
     AnvilNode,
     CapacityMarket,
+    ChainConnection,
     ChainResetError,
+    ChainRevertError,
     ChainTimeoutError,
     ChainUnavailableError,
     JsonRpcChain,
+    OrderRecord,
     connect,
     enterprise_key,
 )
@@ -27,6 +32,16 @@ from parkgrid.chain.anvil import ANVIL_EXECUTABLE
 pytestmark = pytest.mark.integration
 
 DAY = 20250615
+ENTERPRISE_ID = enterprise_key("E-001")
+ADMIN = Account.from_key(ANVIL_DEFAULT_KEY)  # funded by every fresh anvil
+
+
+def h(label: str) -> bytes:
+    return keccak(text=label)
+
+
+ORDER, BATCH = h("order"), h("batch")
+TRADE = CapacityMarket.trade_item(ORDER, 40, -12_345, h("trade detail"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,64 +58,183 @@ def node(tmp_path: Path) -> Iterator[AnvilNode]:
         yield running
 
 
-@pytest.fixture
-def admin() -> LocalAccount:
-    return Account.from_key(ANVIL_DEFAULT_KEY)
+def rpc(chain: ChainConnection, method: str, *params: Any) -> Any:
+    response = chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in response, response
+    return response["result"]
 
 
-def test_listing_survives_a_restart_with_state_and_a_reset_is_detected(
-        tmp_path: Path, admin: LocalAccount) -> None:
+def open_market(chain: ChainConnection, enterprise: LocalAccount) -> tuple[CapacityMarket, int]:
+    """Deploy a market (the admin is also clearing staff), bind `enterprise` to E-001 and
+    open DAY with its gate 100 s ahead; return the market and the gate."""
+    market, _ = CapacityMarket.deploy(chain, ADMIN)
+    market.grant_role(ADMIN, "CLEARING_ROLE", ADMIN.address)
+    chain.fund(ADMIN, enterprise.address, 10**18)
+    market.register_enterprise(ADMIN, ENTERPRISE_ID, enterprise.address)
+    gate = chain.latest_timestamp() + 100
+    market.open_day(ADMIN, DAY, gate)
+    return market, gate
+
+
+def reads(market: CapacityMarket) -> tuple[object, ...]:
+    return (market.order(ORDER), market.batch(BATCH), market.day(DAY),
+            market.clearing_run(DAY, 1), market.trade_events(DAY, 1))
+
+
+def test_market_survives_a_restart_with_state_and_a_reset_is_detected(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
-    listing_id, content_hash = os.urandom(32), os.urandom(32)
     enterprise = Account.create()
-    enterprise_id = enterprise_key("E-001")
 
     with AnvilNode(state_file=state) as node:
         chain = connect(node.url)
         chain_id = chain.chain_id()
-        market, _ = CapacityMarket.deploy(chain, admin)
-        market.register_enterprise(admin, enterprise_id, enterprise.address)
-        chain.fund(admin, enterprise.address, 10**18)
-        receipt = market.record_listing(enterprise, listing_id, enterprise_id, DAY,
-                                        content_hash)
-        record = market.listing(listing_id)
-        assert record is not None
-        assert (record.enterprise_id, record.delivery_day, record.content_hash) == (
-            enterprise_id, DAY, content_hash)
-        assert (record.tx_hash, record.block_number, record.account) == (
-            receipt.tx_hash, receipt.block_number, enterprise.address)
+        market, gate = open_market(chain, enterprise)
+        market.record_order(enterprise, ORDER, ENTERPRISE_ID, DAY, "sell", h("v1"))
+        amended = market.amend_order(enterprise, ORDER, h("v2"))
+        market.record_order_batch(enterprise, BATCH, ENTERPRISE_ID, DAY,
+                                  [(h("batched"), "new", "buy", h("b1"))])
+        chain.set_next_block_timestamp(gate)
+        market.record_trades(ADMIN, DAY, 1, [TRADE])
+        market.publish_clearing(ADMIN, DAY, 1, h("root"), 1)
+
+        assert market.order(ORDER) == OrderRecord(
+            ORDER, ENTERPRISE_ID, DAY, "sell", 2, False, h("v2"), amended.block_number,
+            amended.tx_hash, enterprise.address)
+        before = reads(market)
+        assert before[2].published and len(before[4]) == 1  # type: ignore[union-attr]
         market.verify(chain_id)
     assert state.stat().st_size > 0  # written on a graceful stop
 
     with AnvilNode(state_file=state) as node:
-        market = CapacityMarket(connect(node.url), market.address)
+        chain = connect(node.url)
+        market = CapacityMarket(chain, market.address)
         market.verify(chain_id)
-        again = market.listing(listing_id)
-        assert again is not None
-        assert (again.content_hash, again.block_number, again.tx_hash) == (
-            content_hash, receipt.block_number, receipt.tx_hash)
-        # The restarted node keeps the nonces too: the enterprise can go on recording.
-        market.record_listing(enterprise, os.urandom(32), enterprise_id, DAY, os.urandom(32))
+        assert reads(market) == before
+        # The nonces came back too: the enterprise goes on trading on the next day.
+        market.open_day(ADMIN, DAY + 1, chain.latest_timestamp() + 100)
+        market.record_order(enterprise, h("next"), ENTERPRISE_ID, DAY + 1, "buy", h("n1"))
 
     # Same URL, but no state: a reset chain.
     with AnvilNode(port=node.port, log_file=tmp_path / "fresh.log") as fresh:
         market = CapacityMarket(connect(fresh.url), market.address)
         with pytest.raises(ChainResetError, match="no code at that address"):
             market.verify(chain_id)
-        with pytest.raises(ChainResetError):
-            market.listing(listing_id)
+        for read in (lambda: market.order(ORDER), lambda: market.day(DAY)):
+            with pytest.raises(ChainResetError, match="no code there"):
+                read()
 
 
-def test_other_chain_id_is_detected(tmp_path: Path, admin: LocalAccount) -> None:
+def test_a_closed_gate_stays_closed_after_a_restart(tmp_path: Path) -> None:
+    # The chain's clock must not go back when anvil reloads its state, or a day whose gate
+    # has closed on chain would take orders again. (anvil 1.7.1 stamps the first blocks
+    # after a reload with the wall-clock time, even when the saved chain is ahead of it.)
+    state = tmp_path / "state.json"
+    enterprise = Account.create()
+    with AnvilNode(state_file=state) as node:
+        chain = connect(node.url)
+        market, gate = open_market(chain, enterprise)
+        market.record_order(enterprise, ORDER, ENTERPRISE_ID, DAY, "sell", h("v1"))
+        chain.set_next_block_timestamp(gate)
+        market.record_trades(ADMIN, DAY, 1, [TRADE])  # the first block at the gate
+
+    with AnvilNode(state_file=state) as node:
+        chain = connect(node.url)
+        market = CapacityMarket(chain, market.address)
+        receipt = chain.fund(ADMIN, enterprise.address, 1)
+        block_time = chain.w3.eth.get_block(receipt.block_number)["timestamp"]
+        assert block_time >= gate, f"block {receipt.block_number} went back to {block_time}"
+        with pytest.raises(ChainRevertError, match="CapacityMarketGateClosed"):
+            market.amend_order(enterprise, ORDER, h("v2"))
+
+
+def test_other_chain_id_is_detected(tmp_path: Path) -> None:
     with AnvilNode(chain_id=31337, log_file=tmp_path / "first.log") as node:
-        market, _ = CapacityMarket.deploy(connect(node.url), admin)
+        market, _ = CapacityMarket.deploy(connect(node.url), ADMIN)
     with AnvilNode(chain_id=31338, port=node.port, log_file=tmp_path / "other.log") as other:
         with pytest.raises(ChainResetError, match="expected chain id 31337"):
             CapacityMarket(connect(other.url), market.address).verify(31337)
 
 
-def test_concurrent_sends_from_one_key_get_distinct_nonces(
-        node: AnvilNode, admin: LocalAccount) -> None:
+# =========================================================================== gate closure
+# One node for all the gate tests; each test gets a new connection (so new nonce counters)
+# and the chain is put back to a snapshot after it.
+
+@dataclass
+class GateChain:
+    url: str
+    address: str
+    gate: int
+    enterprise: LocalAccount
+    snapshot: str
+
+
+@pytest.fixture(scope="module")
+def gate_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateChain]:
+    log = tmp_path_factory.mktemp("anvil") / "gate.log"
+    with AnvilNode(log_file=log) as running:
+        chain = connect(running.url)
+        enterprise = Account.create()
+        market, gate = open_market(chain, enterprise)
+        market.record_order(enterprise, ORDER, ENTERPRISE_ID, DAY, "buy", h("v1"))
+        yield GateChain(running.url, market.address, gate, enterprise,
+                        rpc(chain, "evm_snapshot"))
+
+
+@pytest.fixture
+def gated(gate_chain: GateChain) -> Iterator[CapacityMarket]:
+    chain = connect(gate_chain.url)
+    yield CapacityMarket(chain, gate_chain.address)
+    assert rpc(chain, "evm_revert", gate_chain.snapshot) is True
+    gate_chain.snapshot = rpc(chain, "evm_snapshot")  # a revert uses the snapshot up
+
+
+Call = Callable[[CapacityMarket, LocalAccount], object]
+ORDER_CALLS: dict[str, Call] = {
+    "recordOrder": lambda m, e: m.record_order(e, h("late"), ENTERPRISE_ID, DAY, "sell",
+                                               h("late v1")),
+    "amendOrder": lambda m, e: m.amend_order(e, ORDER, h("v2")),
+    "cancelOrder": lambda m, e: m.cancel_order(e, ORDER),
+    "recordOrderBatch": lambda m, e: m.record_order_batch(
+        e, BATCH, ENTERPRISE_ID, DAY, [(h("batched"), "new", "buy", h("b1"))]),
+}
+CLEARING_CALLS: dict[str, Call] = {
+    "recordTrades": lambda m, e: m.record_trades(ADMIN, DAY, 1, [TRADE]),
+    "publishClearing": lambda m, e: m.publish_clearing(ADMIN, DAY, 1, h("root"), 0),
+}
+
+
+def gate_state(market: CapacityMarket) -> tuple[object, ...]:
+    return (market.order(h("late")), *reads(market))
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+@pytest.mark.parametrize("function", [*ORDER_CALLS, *CLEARING_CALLS])
+def test_orders_before_the_gate_clearing_from_it(
+        gate_chain: GateChain, gated: CapacityMarket, function: str, offset: int) -> None:
+    is_order = function in ORDER_CALLS
+    call = (ORDER_CALLS | CLEARING_CALLS)[function]
+    chain, gate = gated.chain, gate_chain.gate
+    before = gate_state(gated)
+    chain.set_next_block_timestamp(gate + offset)
+    block = chain.block_number()
+
+    if (offset < 0) == is_order:  # allowed
+        call(gated, gate_chain.enterprise)
+        assert chain.latest_timestamp() == gate + offset
+        assert gate_state(gated) != before
+        return
+    with pytest.raises(ChainRevertError) as caught:
+        call(gated, gate_chain.enterprise)
+    expected = "CapacityMarketGateClosed" if is_order else "CapacityMarketGateOpen"
+    assert (caught.value.error_name, caught.value.error_args) == (expected, {
+        "deliveryDay": DAY, "gateClosure": gate, "blockTimestamp": gate + offset})
+    assert chain.block_number() == block
+    assert gate_state(gated) == before
+
+
+# =========================================================================== the node
+
+def test_concurrent_sends_from_one_key_get_distinct_nonces(node: AnvilNode) -> None:
     chain = connect(node.url)
     targets = [Account.create().address for _ in range(12)]
     receipts: list[object] = []
@@ -108,7 +242,7 @@ def test_concurrent_sends_from_one_key_get_distinct_nonces(
 
     def pay(address: str) -> None:
         try:
-            receipts.append(chain.fund(admin, address, 10**15))
+            receipts.append(chain.fund(ADMIN, address, 10**15))
         except BaseException as exc:  # collected and re-raised in the main thread
             errors.append(exc)
 
@@ -121,17 +255,17 @@ def test_concurrent_sends_from_one_key_get_distinct_nonces(
     assert not errors, errors
     assert len(receipts) == len(targets)
     assert all(chain.balance_of(address) == 10**15 for address in targets)
-    assert chain.w3.eth.get_transaction_count(admin.address) == len(targets)
+    assert chain.w3.eth.get_transaction_count(ADMIN.address) == len(targets)
 
 
-def test_unmined_transaction_times_out(node: AnvilNode, admin: LocalAccount) -> None:
+def test_unmined_transaction_times_out(node: AnvilNode) -> None:
     chain = connect(node.url)
-    chain.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    rpc(chain, "evm_setAutomine", False)
     try:
         with pytest.raises(ChainTimeoutError, match="not mined within 0.5 s"):
-            chain.send(admin, to=Account.create().address, value=1, timeout=0.5)
+            chain.send(ADMIN, to=Account.create().address, value=1, timeout=0.5)
     finally:
-        chain.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        rpc(chain, "evm_setAutomine", True)
 
 
 def test_stopped_node_is_reported_unavailable(tmp_path: Path) -> None:
@@ -143,6 +277,6 @@ def test_stopped_node_is_reported_unavailable(tmp_path: Path) -> None:
         chain.block_number()
 
 
-def test_missing_anvil_binary_says_to_run_npm_ci(tmp_path: Path) -> None:
+def test_missing_anvil_binary_says_to_run_make_setup(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="make setup"):
         AnvilNode(executable=tmp_path / "anvil", log_file=tmp_path / "anvil.log").start()

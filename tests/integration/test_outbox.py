@@ -55,7 +55,9 @@ def test_orders_wait_for_a_stopped_node_and_are_recorded_when_it_returns(tmp_pat
         recorded = [client.get(f"/api/v1/orders/{item['id']}", headers=headers).json
                     for item in waiting]
         assert [item["chain_status"] for item in recorded] == ["recorded", "recorded"]
-        assert recorded[0]["chain_block_number"] < recorded[1]["chain_block_number"]
+        # Orders that waited together go on chain together: one batch transaction.
+        assert [item["chain_path"] for item in recorded] == ["batch", "batch"]
+        assert recorded[0]["chain_tx_hash"] == recorded[1]["chain_tx_hash"]
         assert tasks.flush_outbox() == 0
     finally:
         node.stop()

@@ -89,6 +89,44 @@ def test_api_listing_is_stored_and_recorded_on_chain(client, demo_platform):
     assert report["chain"]["tx_hash"] == created["chain_tx_hash"]
 
 
+def test_api_batch_goes_on_chain_in_one_transaction_and_audits_clean(client, demo_platform):
+    headers = token(client, "enterprise", "enterprise-demo-1")
+    day = open_day(client, headers)
+    bodies = [listing_body(day, periods=[{"period": p, "quantity_kva": "10"}]) for p in (1, 2)]
+    bodies.append(listing_body(day, side="buy", price="0.05",
+                               periods=[{"period": 3, "quantity_kva": "5"}]))
+    response = client.post("/api/v1/orders/batch", json={"orders": bodies}, headers=headers)
+    assert response.status_code == 201, response.json
+    placed = response.json
+    assert {o["chain_status"] for o in placed} == {"recorded"}
+    assert {o["chain_path"] for o in placed} == {"batch"}
+    assert len({o["chain_tx_hash"] for o in placed}) == 1  # one transaction for all three
+
+    amended = client.put(f"/api/v1/orders/{placed[0]['id']}", headers=headers, json=listing_body(
+        day, periods=[{"period": 1, "quantity_kva": "7"}])).json
+    cancelled = client.delete(f"/api/v1/orders/{placed[1]['id']}", headers=headers).json
+    assert (amended["chain_status"], amended["chain_version"]) == ("recorded", 2)
+    assert (cancelled["chain_status"], cancelled["chain_version"]) == ("recorded", 2)
+
+    auditor = token(client, "auditor", "auditor-demo-1")
+    for order in placed:
+        report = client.get(f"/api/v1/audit/orders/{order['id']}", headers=auditor).json
+        assert report["mismatches"] == [], report
+    report = client.get(f"/api/v1/audit/orders/{placed[1]['id']}", headers=auditor).json
+    assert report["chain"]["cancelled"] is True and report["chain"]["version"] == 1
+
+
+def test_api_batch_with_one_bad_order_stores_nothing(client, demo_platform):
+    headers = token(client, "enterprise", "enterprise-demo-1")
+    day = open_day(client, headers)
+    before = counts(demo_platform)
+    response = client.post("/api/v1/orders/batch", headers=headers, json={"orders": [
+        listing_body(day), listing_body(day, price="abc")]})
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["orders[1].price"], response.json
+    assert counts(demo_platform) == before
+
+
 @pytest.mark.parametrize("change, field", [
     ({"periods": [{"period": 8, "quantity_kva": "-5"}]}, "quantity_kva"),
     ({"periods": [{"period": 8, "quantity_kva": "0"}]}, "quantity_kva"),

@@ -17,11 +17,20 @@ from .errors import (
     ChainTimeoutError,
     ChainUnavailableError,
 )
-from .market import CapacityMarket, DayRecord, OrderRecord, RunRecord, TradeEvent, enterprise_key
+from .market import (
+    BatchRecord,
+    CapacityMarket,
+    DayRecord,
+    OrderRecord,
+    RunRecord,
+    TradeEvent,
+    enterprise_key,
+)
 
 __all__ = [
     "ANVIL_DEFAULT_KEY",
     "AnvilNode",
+    "BatchRecord",
     "CapacityMarket",
     "ChainConnection",
     "ChainError",

@@ -13,8 +13,8 @@ from .connection import ChainConnection, Receipt
 from .errors import ChainResetError
 
 __all__ = [
-    "ROLE_NAMES", "CapacityMarket", "DayRecord", "OrderRecord", "RunRecord", "TradeEvent",
-    "enterprise_key", "role_id",
+    "ROLE_NAMES", "BatchRecord", "CapacityMarket", "DayRecord", "OrderRecord", "RunRecord",
+    "TradeEvent", "enterprise_key", "role_id",
 ]
 
 ROLE_NAMES = ("DEFAULT_ADMIN_ROLE", "REGISTRAR_ROLE", "MARKET_OPERATOR_ROLE", "CLEARING_ROLE")
@@ -53,6 +53,20 @@ class OrderRecord:
     block_number: int
     tx_hash: str | None
     account: str | None
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch of order actions as its events tell it: who sent it, and its items in order."""
+
+    batch_id: bytes
+    enterprise_id: bytes
+    delivery_day: int
+    account: str
+    tx_hash: str
+    block_number: int
+    # (order id, "new" | "amend" | "cancel", "sell" | "buy", content hash), in chain order.
+    items: tuple[tuple[bytes, str, str, bytes], ...]
 
 
 @dataclass(frozen=True)
@@ -298,11 +312,35 @@ class CapacityMarket:
             account=account,
         )
 
-    def batch(self, batch_id: bytes) -> tuple[int, int] | None:
-        """Return (block number, item count) of a recorded batch, or None."""
+    def batch(self, batch_id: bytes) -> BatchRecord | None:
+        """Return a recorded batch with its items (read from its one block), or None."""
         _require_bytes32("batch_id", batch_id)
         block_number, count = self.chain.call(self.contract.functions.batch(batch_id))
-        return None if block_number == 0 else (int(block_number), int(count))
+        if block_number == 0:
+            return None
+        block = int(block_number)
+        with self.chain.guard():
+            heads = self.contract.events.OrderBatchRecorded.get_logs(
+                argument_filters={"batchId": batch_id}, from_block=block, to_block=block)
+            items = self.contract.events.OrderActionBatched.get_logs(
+                argument_filters={"batchId": batch_id}, from_block=block, to_block=block)
+        (head,) = [e for e in heads if bytes(e["args"]["batchId"]) == bytes(batch_id)]
+        items = sorted((e for e in items if bytes(e["args"]["batchId"]) == bytes(batch_id)),
+                       key=lambda e: e["logIndex"])
+        if len(items) != int(count):
+            raise ChainResetError(f"batch 0x{bytes(batch_id).hex()} holds {count} items on "
+                                  f"chain but block {block} shows {len(items)}")
+        return BatchRecord(
+            batch_id=bytes(batch_id),
+            enterprise_id=bytes(head["args"]["enterpriseId"]),
+            delivery_day=int(head["args"]["deliveryDay"]),
+            account=to_checksum_address(head["args"]["account"]),
+            tx_hash="0x" + bytes(head["transactionHash"]).hex(),
+            block_number=block,
+            items=tuple((bytes(e["args"]["orderId"]), ACTIONS[int(e["args"]["action"])],
+                         SIDES[int(e["args"]["side"])], bytes(e["args"]["contentHash"]))
+                        for e in items),
+        )
 
     def has_role(self, role_name: str, address: str) -> bool:
         """Return whether `address` holds `role_name`."""

@@ -12,8 +12,8 @@ from ..canonical import (
     order_document,
     uuid_to_bytes32,
 )
-from ..chain import enterprise_key
-from ..models import ChainStatus, Order
+from ..chain import OrderRecord, enterprise_key
+from ..models import ChainPath, ChainStatus, Order
 from .errors import N_
 
 
@@ -58,7 +58,10 @@ def compare_order(market, order: Order) -> OrderComparison:
         "block_number": order.chain_block_number,
         "status": order.status,
     }
-    record = market.order(uuid_to_bytes32(order.public_id))
+    if order.chain_path == ChainPath.BATCH:
+        record = batched_record(market, order)
+    else:
+        record = market.order(uuid_to_bytes32(order.public_id))
     if record is None:
         if order.chain_version > 0:
             mismatches.append(N_("no record on chain"))
@@ -75,7 +78,10 @@ def compare_order(market, order: Order) -> OrderComparison:
         "block_number": record.block_number,
         "account": record.account,
     }
-    if latest is None or chain["content_hash"] != latest.content_hash:
+    # A cancellation keeps the content of the version it cancelled.
+    content = max((a for a in recorded if a.action != "cancel"), key=lambda a: a.version,
+                  default=None)
+    if content is None or chain["content_hash"] != content.content_hash:
         mismatches.append(N_("content hash differs"))
     if record.version + (1 if record.cancelled else 0) != order.chain_version:
         mismatches.append(N_("version differs"))
@@ -88,3 +94,40 @@ def compare_order(market, order: Order) -> OrderComparison:
     if order.chain_tx_hash and record.tx_hash and record.tx_hash != order.chain_tx_hash:
         mismatches.append(N_("transaction hash differs"))
     return OrderComparison(order.public_id, db, chain, mismatches)
+
+
+def batched_record(market, order: Order) -> OrderRecord | None:
+    """What the batches the order's actions went into say about it, as one order record.
+
+    The contract keeps batched orders in events only; the order rules are applied to the
+    items here, in chain order: new once and first, amendments after, nothing after a cancel.
+    """
+    chain_id = uuid_to_bytes32(order.public_id)
+    batch_ids = sorted({a.chain_batch_id for a in order.actions if a.chain_batch_id},
+                       key=lambda b: min(a.version for a in order.actions
+                                         if a.chain_batch_id == b))
+    found = None
+    version, cancelled, side, content = 0, False, None, None
+    for batch_id in batch_ids:
+        batch = market.batch(bytes.fromhex(batch_id[2:]))
+        if batch is None:
+            continue
+        for item_id, action, item_side, item_hash in batch.items:
+            if item_id != chain_id or cancelled or (action == "new") != (version == 0):
+                continue  # not this order, or void under the order rules
+            if side is not None and item_side != side:
+                continue
+            side = item_side
+            if action == "cancel":
+                cancelled = True
+            else:
+                version += 1
+                content = item_hash
+            found = batch
+    if found is None:
+        return None
+    return OrderRecord(order_id=chain_id, enterprise_id=found.enterprise_id,
+                       delivery_day=found.delivery_day, side=side, version=version,
+                       cancelled=cancelled, content_hash=content,
+                       block_number=found.block_number, tx_hash=found.tx_hash,
+                       account=found.account)

@@ -13,6 +13,7 @@ from ..canonical import canonical_json, content_hash, order_document, uuid_to_by
 from ..chain import ChainRevertError, enterprise_key
 from ..crypto import load_local_account
 from ..models import (
+    ChainPath,
     ChainStatus,
     Enterprise,
     Order,
@@ -23,11 +24,14 @@ from ..models import (
     OrderStatus,
     Role,
     User,
+    new_public_id,
 )
 from . import calendar, grid
 from .errors import N_, Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 
 STAFF = (Role.SETTLEMENT, Role.AUDITOR, Role.ADMIN)
+# Orders per batch request and per batch transaction (about 4,000 gas per item on chain).
+MAX_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,30 @@ def create_order(session: Session, user: User, data: OrderInput, now: datetime) 
     return order
 
 
+def create_orders(session: Session, user: User, items: list[OrderInput],
+                  now: datetime) -> list[Order]:
+    """Check and store many orders at once, all or none; they go on chain in one batch.
+
+    Each order is checked against the ones before it in the list, as if placed in turn.
+    """
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise ValidationFailed([FieldProblem(
+            "orders", N_("Send between 1 and %(max)s orders at once."), {"max": MAX_BATCH})])
+    orders, problems = [], []
+    for index, data in enumerate(items):
+        try:
+            order = create_order(session, user, data, now)
+        except ValidationFailed as exc:
+            problems.extend(FieldProblem(f"orders[{index}].{p.field}", p.message, p.params)
+                            for p in exc.problems)
+            continue
+        order.chain_path = ChainPath.BATCH
+        orders.append(order)
+    if problems:
+        raise ValidationFailed(problems)
+    return orders
+
+
 def _owned_open_order(session: Session, user: User, public_id: str, now: datetime) -> Order:
     order = get_order(session, user, public_id)
     if user.role != Role.ENTERPRISE or order.enterprise_id != user.enterprise_id:
@@ -260,14 +288,23 @@ def get_order(session: Session, user: User, public_id: str) -> Order:
 def record_order_on_chain(platform, order_id: int) -> str:
     """Write an order's pending actions on chain, in version order; safe to run again.
 
+    An order placed in a batch keeps to batches (the contract keeps an order id to one path).
+
     The chain keeps each order's version, so a re-delivered task (or one whose earlier
     attempt was mined but died before the database commit) sees what is already there and
     only copies it into the database instead of writing twice.
     """
     with platform.unit_of_work() as session:
-        order = session.get(Order, order_id, with_for_update=True)
+        order = session.get(Order, order_id)
         if order is None:
             return "missing"
+        batched = order.chain_path == ChainPath.BATCH
+    if batched:
+        record_batch_on_chain(platform, [order_id])
+        with platform.unit_of_work() as session:
+            return session.get(Order, order_id).chain_status
+    with platform.unit_of_work() as session:
+        order = session.get(Order, order_id, with_for_update=True)
         pending = [a for a in order.actions if a.chain_status == ChainStatus.PENDING]
         if not pending:
             return order.chain_status
@@ -314,6 +351,84 @@ def record_order_on_chain(platform, order_id: int) -> str:
         return order.chain_status
 
 
+def record_batch_on_chain(platform, order_ids: list[int]) -> int:
+    """Write the pending actions of these orders in batches, one per enterprise and day.
+
+    Each action is first given its batch id and committed; only then is the batch sent. A
+    task that died after sending finds its batch on chain and just records the result.
+    Returns the number of batches written or found.
+    """
+    with platform.unit_of_work() as session:
+        orders = session.scalars(select(Order).where(Order.id.in_(order_ids))
+                                 .order_by(Order.id).with_for_update()).all()
+        groups: dict[tuple[int, date], list[OrderAction]] = {}
+        for order in orders:
+            if order.chain_version == 0:
+                order.chain_path = ChainPath.BATCH  # nothing on chain yet: free to choose
+            if order.chain_path != ChainPath.BATCH:
+                continue
+            for action in sorted(order.actions, key=lambda a: a.version):
+                if action.chain_status == ChainStatus.PENDING and action.chain_batch_id is None:
+                    groups.setdefault((order.enterprise_id, order.delivery_day),
+                                      []).append(action)
+        for actions in groups.values():
+            for start in range(0, len(actions), MAX_BATCH):
+                batch_id = "0x" + uuid_to_bytes32(new_public_id()).hex()
+                for action in actions[start:start + MAX_BATCH]:
+                    action.chain_batch_id = batch_id
+    with platform.unit_of_work() as session:
+        batch_ids = sorted(set(session.scalars(
+            select(OrderAction.chain_batch_id).where(
+                OrderAction.order_id.in_(order_ids),
+                OrderAction.chain_status == ChainStatus.PENDING,
+                OrderAction.chain_batch_id.is_not(None)))))
+    for batch_id in batch_ids:
+        _send_batch(platform, batch_id)
+    return len(batch_ids)
+
+
+def _send_batch(platform, batch_id: str) -> None:
+    with platform.unit_of_work() as session:
+        actions = session.scalars(
+            select(OrderAction).join(OrderAction.order)
+            .where(OrderAction.chain_batch_id == batch_id)
+            .order_by(Order.id, OrderAction.version).with_for_update()).all()
+        if not actions or all(a.chain_status != ChainStatus.PENDING for a in actions):
+            return
+        first = actions[0].order
+        enterprise = first.enterprise
+        market = platform.market(session)
+        chain_batch_id = bytes.fromhex(batch_id[2:])
+        record = market.batch(chain_batch_id)
+        if record is None:
+            account = load_local_account(platform.keybox, enterprise.chain_account)
+            try:
+                ensure_day_open(platform, session, market, enterprise.park, first.delivery_day)
+                market.record_order_batch(
+                    account, chain_batch_id, enterprise_key(enterprise.code),
+                    _day_number(first.delivery_day),
+                    [(uuid_to_bytes32(a.order.public_id), a.action, a.order.side,
+                      _hash_bytes(a.content_hash) if a.action != OrderActionKind.CANCEL
+                      else b"\x00" * 32) for a in actions])
+            except ChainRevertError as exc:
+                for action in actions:
+                    action.chain_status = action.order.chain_status = ChainStatus.FAILED
+                    action.chain_error = action.order.chain_error = str(exc)
+                return
+            record = market.batch(chain_batch_id)
+        for action in actions:
+            order = action.order
+            action.chain_status = ChainStatus.RECORDED
+            action.chain_tx_hash = record.tx_hash
+            action.chain_block_number = record.block_number
+            order.chain_version = max(order.chain_version, action.version)
+            order.chain_tx_hash = record.tx_hash
+            order.chain_block_number = record.block_number
+            if all(a.chain_status == ChainStatus.RECORDED for a in order.actions):
+                order.chain_status = ChainStatus.RECORDED
+                order.chain_error = None
+
+
 def ensure_day_open(platform, session: Session, market, park, delivery_day: date) -> None:
     """Open the market day on chain (with its gate closure) before its first order."""
     from .chain_setup import operator_account
@@ -333,6 +448,33 @@ def pending_order_ids(session: Session) -> list[int]:
     """The outbox: orders with an action not yet on chain (re-sent after an outage)."""
     return list(session.scalars(
         select(Order.id).where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)))
+
+
+def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
+    """The outbox split for sending: batches, and orders to send one by one.
+
+    Orders of one enterprise and day that have nothing on chain yet and waited together
+    (e.g. while the node was down) go in one batch; the rest keep their path.
+    """
+    rows = session.execute(
+        select(Order.id, Order.enterprise_id, Order.delivery_day, Order.chain_version,
+               Order.chain_path)
+        .where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)).all()
+    groups: dict[tuple, list] = {}
+    singles = []
+    for row in rows:
+        if row.chain_version == 0 or row.chain_path == ChainPath.BATCH:
+            groups.setdefault((row.enterprise_id, row.delivery_day), []).append(row)
+        else:
+            singles.append(row.id)
+    batches = []
+    for members in groups.values():
+        if len(members) == 1 and members[0].chain_path == ChainPath.SINGLE:
+            singles.append(members[0].id)
+            continue
+        ids = [member.id for member in members]
+        batches.extend(ids[i:i + MAX_BATCH] for i in range(0, len(ids), MAX_BATCH))
+    return batches, sorted(singles)
 
 
 def _chain_version(record) -> int:

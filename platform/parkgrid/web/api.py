@@ -15,7 +15,7 @@ from ..services import audit as audit_service
 from ..services import calendar
 from ..services import orders as order_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
-from .market import VIEWERS, amend_order, cancel_order, submit_order
+from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
 from .security import api_error, public, roles
 
 BEARER = [{"bearerAuth": []}]
@@ -53,6 +53,11 @@ class OrderRequest(Schema):
                           metadata={"description": "[{period: int, quantity_kva: str}]"})
 
 
+class OrderBatchRequest(Schema):
+    orders = fields.List(fields.Nested(OrderRequest), required=True,
+                         validate=validate.Length(1, 500))
+
+
 class OrderActionResponse(Schema):
     version = fields.Integer()
     action = fields.String()
@@ -78,6 +83,8 @@ class OrderResponse(Schema):
     chain_tx_hash = fields.String(allow_none=True)
     chain_block_number = fields.Integer(allow_none=True)
     chain_error = fields.String(allow_none=True)
+    chain_path = fields.String(metadata={"description": "single: one transaction per action; "
+                                                        "batch: recorded in batch events"})
     created_at = fields.DateTime()
     periods = fields.Function(lambda obj: [
         {"period": p.period_index, "quantity_kva": format(p.quantity_kva, "f")}
@@ -159,6 +166,18 @@ def list_orders():
 def create_order(body):
     """Place a sell listing or a buy bid; a task then records it on chain."""
     return submit_order(_order_input(body))
+
+
+@orders.route("/batch", methods=["POST"])
+@orders.arguments(OrderBatchRequest)
+@orders.response(201, OrderResponse(many=True))
+@orders.alt_response(422, description="A rule was broken by one of them; nothing was stored")
+@orders.alt_response(403, description="Not your enterprise")
+@orders.doc(security=BEARER)
+@roles(Role.ENTERPRISE)
+def create_orders(body):
+    """Place up to 500 orders at once, all or none; they are recorded on chain in batches."""
+    return submit_orders([_order_input(item) for item in body["orders"]])
 
 
 @orders.route("/calendar", methods=["GET"])

@@ -40,6 +40,20 @@ def submit_order(data: service.OrderInput):
     return order
 
 
+def submit_orders(items: list[service.OrderInput]):
+    """Many orders at once, all or none; one task records them on chain in batches."""
+    placed = service.create_orders(g.db, g.user, items, calendar.utcnow())
+    g.db.commit()
+    ids = [order.id for order in placed]
+    try:
+        tasks.record_batch.delay(ids)
+    except Exception:  # broker down: the outbox flush sends them later
+        log.exception("could not queue the chain write of orders %s", ids)
+    for order in placed:
+        g.db.refresh(order)
+    return placed
+
+
 def amend_order(public_id: str, data: service.OrderInput):
     order = service.amend_order(g.db, g.user, public_id, data, calendar.utcnow())
     g.db.commit()
