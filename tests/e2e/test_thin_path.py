@@ -18,7 +18,7 @@ def login(page, base_url: str, username: str, password: str) -> None:
     page.wait_for_url(re.compile(r".*/$"))
 
 
-def listing_count(running, token) -> int:
+def order_count(running, token) -> int:
     status, body = running.api("GET", "/api/v1/orders", token=token)
     assert status == 200, body
     return len(body)
@@ -31,9 +31,9 @@ def test_run_prints_url_and_every_roles_login(running):
         assert re.search(rf"^\s+\w+\s+{username}\s+\S+$", out, re.M), out
 
 
-def test_listing_in_the_browser_is_recorded_on_chain_and_audited(running, page):
+def test_an_order_in_the_browser_is_recorded_on_chain_and_audited(running, page):
     token = running.token("enterprise", "enterprise-demo-1")
-    before = listing_count(running, token)
+    before = order_count(running, token)
 
     login(page, running.base_url, "enterprise", "enterprise-demo-1")
     page.goto(running.base_url + "/market/orders/new?side=sell")
@@ -45,7 +45,7 @@ def test_listing_in_the_browser_is_recorded_on_chain_and_audited(running, page):
     page.click("#order-submit")
     error = page.locator(".error[data-field=quantity_kva]")
     assert "必须大于" in error.inner_text()
-    assert listing_count(running, token) == before
+    assert order_count(running, token) == before
 
     page.fill("#first_hour", "8")
     page.fill("#last_hour", "17")
@@ -58,21 +58,21 @@ def test_listing_in_the_browser_is_recorded_on_chain_and_audited(running, page):
     tx_hash = page.inner_text("#tx-hash").strip()
     block = page.inner_text("#block-number").strip()
     assert HASH.match(tx_hash) and block.isdigit()
-    listing_id = page.url.rsplit("/", 1)[1]
-    assert listing_count(running, token) == before + 1
+    order_id = page.url.rsplit("/", 1)[1]
+    assert order_count(running, token) == before + 1
 
     page.click("#lang-en")
-    assert page.inner_text("#chain-status").strip() == "recorded on chain"
+    assert page.inner_text("#chain-status").strip() == "recorded on chain (v1)"
 
     page.click("button:has-text('Log out')")
     login(page, running.base_url, "auditor", "auditor-demo-1")
-    page.goto(f"{running.base_url}/audit/orders/{listing_id}")
+    page.goto(f"{running.base_url}/audit/orders/{order_id}")
     assert "ok" in page.get_attribute("#audit-result", "class")
     chain_record = page.inner_text("#chain-record")
     assert tx_hash in chain_record and block in chain_record
 
 
-def test_listing_through_the_api(running):
+def test_an_order_through_the_api(running):
     token = running.token("enterprise2", "enterprise-demo-2")
     status, listings_before = running.api("GET", "/api/v1/orders", token=token)
     open_day = _open_day(running, token)

@@ -17,6 +17,7 @@ from web3.logs import DISCARD
 
 import parkgrid.chain.market as market_module
 from parkgrid.chain import (
+    BatchRecord,
     CapacityMarket,
     ChainError,
     ChainResetError,
@@ -461,24 +462,40 @@ def test_record_order_batch_emits_items_in_order_and_stores_only_the_batch(w: Wo
     # The summary comes after the items.
     assert len(receipt.logs) == 4
     w.market.contract.events.OrderBatchRecorded().process_log(receipt.logs[-1])
-    assert w.market.batch(NEW_BATCH) == (receipt.block_number, 3)
+    assert w.market.batch(NEW_BATCH) == BatchRecord(
+        NEW_BATCH, w.enterprise_id, OPEN_DAY, w.enterprise.address, receipt.tx_hash,
+        receipt.block_number, tuple((o, a, s, c or ZERO32) for o, a, s, c in items))
     assert w.market.order(h("a")) is None  # batched orders live in events only
 
 
 def test_recording_a_batch_twice_reverts_and_changes_nothing(w: World) -> None:
-    first = w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id, OPEN_DAY,
-                                        [(h("a"), "new", "buy", h("a1"))])
+    w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id, OPEN_DAY,
+                                [(h("a"), "new", "buy", h("a1"))])
+    first = w.market.batch(NEW_BATCH)
+    assert first is not None and len(first.items) == 1
     for account, enterprise_id in ((w.enterprise, w.enterprise_id),
                                    (w.actors["other_enterprise"], w.other_enterprise_id)):
         error = refused(w, lambda a=account, e=enterprise_id: w.market.record_order_batch(
             a, NEW_BATCH, e, OPEN_DAY, [(h("z"), "new", "sell", h("z1"))]))
         assert (error.error_name, error.error_args) == (
             "CapacityMarketBatchExists", {"batchId": hex32(NEW_BATCH)})
-    assert w.market.batch(NEW_BATCH) == (first.block_number, 1)
+    assert w.market.batch(NEW_BATCH) == first
 
 
 def test_unknown_batch_reads_as_none(w: World) -> None:
     assert w.market.batch(NEW_BATCH) is None
+
+
+def test_a_batch_whose_events_are_gone_is_reported(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id, OPEN_DAY,
+                                [(h("a"), "new", "buy", h("a1"))])
+    # As on a node that has pruned old logs: the getter knows the batch, the logs are empty.
+    for name in ("OrderBatchRecorded", "OrderActionBatched"):
+        monkeypatch.setattr(getattr(w.market.contract.events, name), "get_logs",
+                            lambda **kwargs: [])
+    with pytest.raises(ChainResetError, match="shows 0 summary and 0 item events"):
+        w.market.batch(NEW_BATCH)
 
 
 # =========================================================================== bad input
@@ -562,6 +579,9 @@ def test_bad_input_is_refused_with_its_error_and_changes_nothing(w: World, label
     (lambda w: w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id,
                                            OPEN_DAY, [(h("a"), "delete", "sell", h("c"))]),
      "action must be one of"),
+    (lambda w: w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id,
+                                           OPEN_DAY, [(h("a"), "new", "sell", b"short")]),
+     "content_hash must be 32 bytes"),
     (lambda w: w.market.trade_item(NEW_ORDER, 1, 2**63, h("d")), "does not fit in int64"),
     (lambda w: w.market.grant_role(w.deployer, "OWNER_ROLE", w.newcomer.address),
      "unknown role"),

@@ -39,13 +39,26 @@ def test_artefact_is_written_deterministically_without_local_paths() -> None:
 def test_artefact_exposes_the_contract_interface() -> None:
     artefact = load_artefact("CapacityMarket")
     names = {(entry["type"], entry.get("name")) for entry in artefact["abi"]}
-    expected = {
-        ("function", "registerEnterprise"), ("function", "recordListing"),
-        ("function", "listing"), ("function", "enterpriseOf"), ("function", "accountOf"),
-        ("function", "REGISTRAR_ROLE"), ("function", "CLEARING_ROLE"),
-        ("event", "EnterpriseRegistered"), ("event", "ListingRecorded"),
-        ("error", "CapacityMarketListingExists"), ("error", "CapacityMarketNotEnterpriseAccount"),
-        ("error", "AccessControlUnauthorizedAccount"),
+    functions = {
+        "registerEnterprise", "openDay", "recordOrder", "amendOrder", "cancelOrder",
+        "recordOrderBatch", "recordTrades", "publishClearing", "voidClearing",
+        "day", "clearingRun", "runTrades", "runTradeBlocks", "order", "batch",
+        "accountOf", "enterpriseOf", "REGISTRAR_ROLE", "MARKET_OPERATOR_ROLE", "CLEARING_ROLE",
     }
-    assert expected <= names
+    events = {
+        "EnterpriseRegistered", "DayOpened", "OrderRecorded", "OrderAmended", "OrderCancelled",
+        "OrderActionBatched", "OrderBatchRecorded", "TradeRecorded", "ClearingPublished",
+        "ClearingVoided",
+    }
+    errors = {
+        "CapacityMarketNotEnterpriseAccount", "CapacityMarketGateClosed",
+        "CapacityMarketGateOpen", "CapacityMarketOrderExists", "CapacityMarketBatchExists",
+        "CapacityMarketAlreadyPublished", "CapacityMarketTradeCountMismatch",
+        "AccessControlUnauthorizedAccount",
+    }
+    expected = ({("function", n) for n in functions} | {("event", n) for n in events}
+                | {("error", n) for n in errors})
+    assert expected <= names, expected - names
+    # v1's single-listing interface is gone.
+    assert not {("function", "recordListing"), ("function", "listing")} & names
     assert artefact["bytecode"].startswith("0x60") and len(artefact["deployedBytecode"]) > 1000

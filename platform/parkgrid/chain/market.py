@@ -203,10 +203,11 @@ class CapacityMarket:
 
     def record_order_batch(self, account: LocalAccount, batch_id: bytes, enterprise_id: bytes,
                            delivery_day: int,
-                           actions: list[tuple[bytes, str, str, bytes]]) -> Receipt:
+                           actions: list[tuple[bytes, str, str, bytes | None]]) -> Receipt:
         """Record many order actions of one enterprise and day in one transaction (events only).
 
-        Each action is (order id, "new" | "amend" | "cancel", "sell" | "buy", content hash).
+        Each action is (order id, "new" | "amend" | "cancel", "sell" | "buy", content hash);
+        a cancellation may give None for the hash.
         """
         _require_bytes32("batch_id", batch_id)
         _require_bytes32("enterprise_id", enterprise_id)
@@ -216,6 +217,8 @@ class CapacityMarket:
             _require_bytes32("order_id", order_id)
             if action not in ACTIONS:
                 raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+            if content_hash is not None:
+                _require_bytes32("content_hash", content_hash)
             items.append((order_id, ACTIONS.index(action), _side_code(side),
                           content_hash or _ZERO32))
         call = self.contract.functions.recordOrderBatch(batch_id, enterprise_id, delivery_day,
@@ -324,12 +327,15 @@ class CapacityMarket:
                 argument_filters={"batchId": batch_id}, from_block=block, to_block=block)
             items = self.contract.events.OrderActionBatched.get_logs(
                 argument_filters={"batchId": batch_id}, from_block=block, to_block=block)
-        (head,) = [e for e in heads if bytes(e["args"]["batchId"]) == bytes(batch_id)]
+        heads = [e for e in heads if bytes(e["args"]["batchId"]) == bytes(batch_id)]
         items = sorted((e for e in items if bytes(e["args"]["batchId"]) == bytes(batch_id)),
                        key=lambda e: e["logIndex"])
-        if len(items) != int(count):
+        # A node that lost or pruned the block's logs shows no summary: say so, not ValueError.
+        if len(heads) != 1 or len(items) != int(count):
             raise ChainResetError(f"batch 0x{bytes(batch_id).hex()} holds {count} items on "
-                                  f"chain but block {block} shows {len(items)}")
+                                  f"chain but block {block} shows {len(heads)} summary and "
+                                  f"{len(items)} item events")
+        head = heads[0]
         return BatchRecord(
             batch_id=bytes(batch_id),
             enterprise_id=bytes(head["args"]["enterpriseId"]),
