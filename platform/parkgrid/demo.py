@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -44,6 +45,7 @@ DEMO_LOGINS: list[tuple[str, str, str]] = [
     (Role.AUDITOR, "auditor", "auditor-demo-1"),
     (Role.ENTERPRISE, "enterprise", "enterprise-demo-1"),
     (Role.ENTERPRISE, "enterprise2", "enterprise-demo-2"),
+    (Role.ENTERPRISE, "enterprise3", "enterprise-demo-3"),
     (Role.PROVIDER, "provider", "provider-demo-1"),
 ]
 
@@ -174,6 +176,7 @@ class DemoPark:
 
 TRANSFORMER_RATINGS_KVA = (31_500, 40_000, 50_000, 63_000)
 MAX_LOAD_RATE = Decimal("0.8000")
+BUSY_HEADROOM_KVA = Decimal(200)
 # Feeders out of one transformer can carry somewhat more than it, so the transformer binds.
 FEEDER_HEADROOM_PERCENT = 115
 # Standard distribution-transformer sizes; a contract is usually one or two of them.
@@ -350,6 +353,29 @@ def _enterprises(rng: random.Random, transformers: list[DemoTransformer]) -> lis
     return enterprises
 
 
+def _derate_busy_transformer(transformers: list[DemoTransformer],
+                             enterprises: list[DemoEnterprise]) -> list[DemoTransformer]:
+    """Restrict the second demo enterprise's transformer to a lower maximum load rate.
+
+    Utilities do this to an aging or hot transformer; here it leaves BUSY_HEADROOM_KVA of
+    headroom at the day's peak, so bids behind it compete for little room and the clearing
+    shows congestion and a zonal price difference.
+    """
+    feeder_to = {f.code: t.code for t in transformers for f in t.feeders}
+    busy = feeder_to[enterprises[1].feeder_code]
+    peak = max(
+        sum(load) for load in zip(*(
+            demand_profile(e.code, e.contracted_kva, 24) for e in enterprises
+            if feeder_to[e.feeder_code] == busy), strict=True))
+    out = []
+    for t in transformers:
+        if t.code == busy:
+            rate = ((peak + BUSY_HEADROOM_KVA) / t.rated_kva).quantize(Decimal("0.0001"))
+            t = dataclasses.replace(t, max_load_rate=rate)
+        out.append(t)
+    return out
+
+
 def _person_name(rng: random.Random) -> str:
     given = "".join(rng.choice(GIVEN_CHARS) for _ in range(rng.choice((1, 2, 2))))
     return rng.choice(SURNAMES) + given
@@ -396,6 +422,9 @@ def _providers(rng: random.Random, today: date) -> list[DemoProvider]:
 
 def _users(enterprises: list[DemoEnterprise], providers: list[DemoProvider]) -> list[DemoUser]:
     passwords = {username: password for _, username, password in DEMO_LOGINS}
+    # A third enterprise behind the same transformer as the second: two bidders there.
+    busy = enterprises[1].feeder_code.split("-")[0]  # feeder codes are "<transformer>-F<n>"
+    third = next(e for e in enterprises[2:] if e.feeder_code.split("-")[0] == busy)
     return [
         DemoUser("admin", passwords["admin"], "园区运营管理员", Role.ADMIN),
         DemoUser("settlement", passwords["settlement"], "交易结算专员", Role.SETTLEMENT),
@@ -413,6 +442,13 @@ def _users(enterprises: list[DemoEnterprise], providers: list[DemoProvider]) -> 
             f"{enterprises[1].name}能源主管",
             Role.ENTERPRISE,
             enterprise_code=enterprises[1].code,
+        ),
+        DemoUser(
+            "enterprise3",
+            passwords["enterprise3"],
+            f"{third.name}能源主管",
+            Role.ENTERPRISE,
+            enterprise_code=third.code,
         ),
         DemoUser(
             "provider",
@@ -434,6 +470,7 @@ def generate_demo_park(seed: int = DEMO_SEED, *, today: date | None = None) -> D
     rng = random.Random(seed)
     transformers = _transformers(rng)
     enterprises = _enterprises(rng, transformers)
+    transformers = _derate_busy_transformer(transformers, enterprises)
     providers = _providers(rng, today)
     return DemoPark(
         seed=seed,

@@ -6,11 +6,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
+
 from parkgrid.models import DemandProfile, Enterprise, Order, User
 from parkgrid.services import calendar, grid
 from parkgrid.services import orders as service
 from parkgrid.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from sqlalchemy import select
 
 
 def user(session, username):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from . import calendar
 from .errors import N_
 
 ZERO = Decimal(0)
+TENTH = Decimal("0.1")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def order_limits(session: Session, enterprise: Enterprise, day: date, side: str,
     for i in range(calendar.periods_per_day(park)):
         bid = ordered.get(i, ZERO)
         code, limit, loads = min(path, key=lambda a: a[1] - a[2][i])
-        headroom = max(ZERO, limit - loads[i] - bid)
+        headroom = max(ZERO, limit - loads[i] - bid).quantize(TENTH, ROUND_FLOOR)
         limits[i] = PeriodLimit(headroom, N_(
             "Period %(period)s: %(qty)s kVA is more than your supply path can take: %(asset)s "
             "has %(available)s kVA of headroom (limit %(limit)s − forecast load %(load)s − "

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ..models import ApiToken, Park, Role, User
 from ..services import audit as audit_service
-from ..services import calendar
+from ..services import calendar, grid
 from ..services import orders as order_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
@@ -109,6 +109,22 @@ class MarketCalendarResponse(Schema):
     periods = fields.Integer()
 
 
+class LimitsQuery(Schema):
+    side = fields.String(required=True, validate=validate.OneOf(["sell", "buy"]))
+
+
+class PeriodLimitResponse(Schema):
+    period = fields.Integer()
+    available_kva = fields.Decimal(as_string=True)
+
+
+class LimitsResponse(Schema):
+    enterprise = fields.String()
+    delivery_day = fields.Date()
+    side = fields.String()
+    periods = fields.List(fields.Nested(PeriodLimitResponse))
+
+
 tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens",
                    description="Log in to the API")
 orders = Blueprint("orders", __name__, url_prefix="/api/v1/orders",
@@ -191,6 +207,22 @@ def market_calendar():
     return {"park": park.code, "timezone": park.timezone, "open_delivery_day": day,
             "gate_closure": calendar.gate_closure(park, day),
             "period_minutes": park.period_minutes, "periods": calendar.periods_per_day(park)}
+
+
+@orders.route("/limits", methods=["GET"])
+@orders.arguments(LimitsQuery, location="query")
+@orders.response(200, LimitsResponse)
+@orders.doc(security=BEARER)
+@roles(Role.ENTERPRISE)
+def order_limits(query):
+    """The most a new order of yours may offer (sell) or ask (buy) in each period of the
+    open delivery day: spare capacity for sellers, supply-path headroom for buyers."""
+    enterprise = g.user.enterprise
+    day = calendar.open_delivery_day(enterprise.park, calendar.utcnow())
+    limits = grid.order_limits(g.db, enterprise, day, query["side"])
+    return {"enterprise": enterprise.code, "delivery_day": day, "side": query["side"],
+            "periods": [{"period": i, "available_kva": limit.available}
+                        for i, limit in sorted(limits.items())]}
 
 
 @orders.route("/<public_id>", methods=["GET"])
