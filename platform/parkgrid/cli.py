@@ -119,6 +119,52 @@ def _setup_chain(platform, *, redeploy=False, dev_funds=False) -> str:
 
 
 @main.group()
+def market() -> None:
+    """Market rules of a park: gate closure, clearing."""
+
+
+@market.command("set-gate")
+@click.argument("closure", metavar="HH:MM[:SS]")
+@click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
+def market_set_gate(closure: str, park_code: str | None) -> None:
+    """Set the park's gate closure time of day (local time, on the day before delivery).
+
+    Refused while the open delivery day has orders: its gate is already on chain.
+    """
+    from datetime import time
+
+    from sqlalchemy import func, select
+
+    from .models import Enterprise, Order, Park
+    from .services import calendar
+    from .wiring import Platform
+
+    try:
+        new_time = time.fromisoformat(closure)
+    except ValueError as exc:
+        raise click.BadParameter(f"{closure!r} is not a time of day such as 12:00") from exc
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        parks = session.scalars(select(Park).where(Park.code == park_code) if park_code
+                                else select(Park)).all()
+        if len(parks) != 1:
+            raise click.ClickException("name the park with --park" if parks else "no such park")
+        park = parks[0]
+        day = calendar.open_delivery_day(park, calendar.utcnow())
+        placed = session.scalar(select(func.count()).select_from(Order).join(Enterprise).where(
+            Enterprise.park_id == park.id, Order.delivery_day == day))
+        if placed:
+            raise click.ClickException(
+                f"{placed} order(s) are placed for {day} under the current gate; change the "
+                "gate once that day is cleared")
+        park.gate_closure_time = new_time
+        new_day = calendar.open_delivery_day(park, calendar.utcnow())
+        click.echo(f"gate closure of {park.code} is now {new_time.isoformat()} "
+                   f"({park.timezone}); orders now go to {new_day}, whose gate closes at "
+                   f"{calendar.gate_closure(park, new_day).isoformat()}")
+
+
+@main.group()
 def outbox() -> None:
     """Records waiting for the chain."""
 

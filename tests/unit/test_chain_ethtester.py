@@ -7,7 +7,7 @@ import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from eth_account import Account
@@ -66,6 +66,9 @@ ORDER_FUNCTIONS = ("recordOrder", "amendOrder", "cancelOrder", "recordOrderBatch
 
 @dataclass
 class World:
+    enterprise_id: ClassVar[bytes] = enterprise_key("E-001")  # bound to actors["enterprise"]
+    other_enterprise_id: ClassVar[bytes] = enterprise_key("E-002")  # to "other_enterprise"
+
     chain: EthTesterChain
     market: CapacityMarket
     deployer: LocalAccount  # holds DEFAULT_ADMIN_ROLE, REGISTRAR_ROLE, MARKET_OPERATOR_ROLE
@@ -82,9 +85,6 @@ class World:
     @property
     def clearing(self) -> LocalAccount:
         return self.actors["clearing"]
-
-    enterprise_id = enterprise_key("E-001")
-    other_enterprise_id = enterprise_key("E-002")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,168 @@
+"""Clearing a day on the demo park: congestion behind the derated transformer, publication on
+chain (trades and Merkle root, write-once), void with a reason and re-clearing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+import matching
+from parkgrid.canonical import merkle_root, uuid_to_bytes32
+from parkgrid.models import ClearingRun, Order, User
+from parkgrid.services import calendar, clearing, clearing_view
+from parkgrid.services import orders as order_service
+from parkgrid.services.errors import Conflict, Forbidden
+
+PERIOD = 10  # the peak: 198.5 kVA of headroom left on the derated transformer
+
+
+def user(session, username):
+    return session.scalar(select(User).where(User.username == username))
+
+
+def place(platform, username, side, qty, price, now):
+    with platform.unit_of_work() as session:
+        who = user(session, username)
+        day = calendar.open_delivery_day(who.enterprise.park, now)
+        order = order_service.create_order(session, who, order_service.OrderInput(
+            side=side, delivery_day=day, periods={PERIOD: qty}, price=price), now)
+        order_id, public_id = order.id, order.public_id
+    assert order_service.record_order_on_chain(platform, order_id) == "recorded"
+    return public_id
+
+
+@pytest.fixture
+def book(demo_platform):
+    """A cheap seller behind one transformer, two bidders behind the derated one."""
+    now = calendar.utcnow()
+    ids = {
+        "sell": place(demo_platform, "enterprise", "sell", "300", "0.0300", now),
+        "buy_high": place(demo_platform, "enterprise2", "buy", "150", "0.0600", now),
+        "buy_low": place(demo_platform, "enterprise3", "buy", "150", "0.0500", now),
+    }
+    with demo_platform.unit_of_work() as session:
+        park = user(session, "enterprise").enterprise.park
+        day = calendar.open_delivery_day(park, now)
+        gate = calendar.gate_closure(park, day)
+        park_id = park.id
+    return demo_platform, park_id, day, gate, ids
+
+
+def after_gate(platform, gate):
+    """Move the chain's clock past the gate, as the wall clock will be when clearing runs."""
+    platform.chain.set_next_block_timestamp(int(gate.timestamp()) + 1)
+    return gate + timedelta(seconds=1)
+
+
+def allocations(platform, run_id):
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id)
+        return {(a.order.public_id): (a.quantity_kva, a.price) for a in run.allocations}
+
+
+def test_clearing_is_refused_before_the_gate(book):
+    platform, park_id, day, gate, _ids = book
+    with pytest.raises(Conflict, match="still open"):
+        clearing.run_clearing(platform, park_id, day, now=gate - timedelta(seconds=1))
+
+
+def test_the_derated_transformer_binds_and_prices_split_into_zones(book):
+    platform, park_id, day, gate, ids = book
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    assert clearing.run_clearing(platform, park_id, day, now=gate) == run_id  # idempotent
+    got = allocations(platform, run_id)
+    # Only the headroom behind the derated transformer can be bought; the high bid first.
+    assert got[ids["buy_high"]] == (Decimal("150.0"), Decimal("0.0500"))
+    assert got[ids["buy_low"]] == (Decimal("48.5"), Decimal("0.0500"))
+    assert got[ids["sell"]] == (Decimal("198.5"), Decimal("0.0300"))
+
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id)
+        park = run.park
+        instance, _orders = clearing.build_instance(session, park, day)
+        result = matching.ClearingResult.from_canonical_bytes(run.result_file)
+        assert matching.check(instance, result) == []
+        summary = clearing_view.run_summary(run)
+        # Congestion rent: (0.05 − 0.03) yuan/kVA·h × 198.5 kVA for one hour.
+        assert Decimal(summary["congestion_rent_yuan"]) == Decimal("3.97")
+        loads = {row["code"]: row for row in clearing_view.transformer_loads(session, run)}
+        assert sum(row["binding"][PERIOD] for row in loads.values()) == 1
+        curves = clearing_view.curves(session, run)
+        assert [c["period"] for c in curves] == [PERIOD]
+
+
+def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(book):
+    platform, park_id, day, gate, ids = book
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    with platform.unit_of_work() as session:
+        buyer = user(session, "enterprise2")
+        assert clearing_view.enterprise_results(session, buyer) == []  # not yet published
+        staff, auditor = user(session, "settlement"), user(session, "auditor")
+        staff_id, auditor_id = staff.id, auditor.id
+    with pytest.raises(Forbidden):
+        clearing.publish(platform, run_id, auditor_id)
+
+    after_gate(platform, gate)
+    clearing.publish(platform, run_id, staff_id)
+    block = platform.chain.block_number()
+    clearing.publish(platform, run_id, staff_id)  # a second publish writes nothing
+    assert platform.chain.block_number() == block
+
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id)
+        market = platform.market(session)
+        day_number = int(day.strftime("%Y%m%d"))
+        on_chain = market.day(day_number)
+        assert on_chain.published and on_chain.current_run == 1
+        assert "0x" + on_chain.result_root.hex() == run.result_root
+        events = market.trade_events(day_number, 1)
+        orders = {o.public_id: o for o in session.scalars(select(Order))}
+        lines = clearing.trade_lines(run.park, matching.ClearingResult.from_canonical_bytes(
+            run.result_file), orders)
+        assert [(e.order_id, e.quantity, e.amount_fen) for e in events] == [
+            (uuid_to_bytes32(line.order_public_id), line.quantity_tenths_kvah, line.amount_fen)
+            for line in lines]
+        assert merkle_root([line.leaf() for line in lines]).hex() == run.result_root[2:]
+        # 150 kVA·h at 0.05 yuan = 750 fen paid by the high bidder.
+        assert {line.order_public_id: line.amount_fen for line in lines}[ids["buy_high"]] == 750
+        results = clearing_view.enterprise_results(session, user(session, "enterprise2"))
+        assert [(r["order"].public_id, r["periods"]) for r in results] == [
+            (ids["buy_high"], [(PERIOD, Decimal("150.0"), Decimal("0.0500"))])]
+
+
+def test_void_needs_a_reason_is_recorded_on_chain_and_the_day_clears_again(book):
+    platform, park_id, day, gate, _ids = book
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    with platform.unit_of_work() as session:
+        staff_id = user(session, "settlement").id
+    after_gate(platform, gate)
+    clearing.publish(platform, run_id, staff_id)
+    with pytest.raises(Conflict, match="reason"):
+        clearing.void(platform, run_id, staff_id, "  ")
+    clearing.void(platform, run_id, staff_id, "meter T3 mis-read in the forecast")
+    second = clearing.run_clearing(platform, park_id, day, now=gate)
+    assert second != run_id
+    clearing.publish(platform, second, staff_id)
+    with platform.unit_of_work() as session:
+        market = platform.market(session)
+        day_number = int(day.strftime("%Y%m%d"))
+        assert market.clearing_run(day_number, 1).voided
+        assert market.day(day_number).current_run == 2 and market.day(day_number).published
+        runs = session.scalars(select(ClearingRun).order_by(ClearingRun.run_number)).all()
+        assert [(r.run_number, r.status) for r in runs] == [(1, "voided"), (2, "published")]
+        assert runs[0].result_hash == runs[1].result_hash  # same book, same bytes
+
+
+def test_an_empty_day_clears_to_zero_volume_with_a_reason(demo_platform):
+    now = calendar.utcnow()
+    with demo_platform.unit_of_work() as session:
+        park = user(session, "enterprise").enterprise.park
+        day = calendar.open_delivery_day(park, now)
+        gate, park_id = calendar.gate_closure(park, day), park.id
+    run_id = clearing.run_clearing(demo_platform, park_id, day, now=gate)
+    with demo_platform.unit_of_work() as session:
+        summary = clearing_view.run_summary(session.get(ClearingRun, run_id))
+    assert summary["accepted_orders"] == 0 and summary["reason"]
