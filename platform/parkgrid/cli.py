@@ -273,7 +273,7 @@ def run(host: str, port: int, chain_port: int | None) -> None:
         _serve(app, host, port)
 
 
-def _start_gate_watch(interval_s: float = 30.0) -> None:
+def _start_gate_watch(interval_s: float = 10.0) -> None:
     """Embedded mode has no scheduler process: a thread closes gates (clears due days)."""
     import logging
     import threading

@@ -2,8 +2,8 @@
 
 The book is the orders as the chain holds them at gate closure: each order's latest
 recorded version (its stored canonical document), cancelled ones left out. The result file
-is the matching core's canonical bytes; its trade lines are Merkle leaves whose root is
-published on chain, so each enterprise's lines can be proved against it.
+is the matching core's canonical bytes; its hash and its trade lines are the Merkle leaves
+whose root is published on chain, so each enterprise's lines can be proved against it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from eth_utils import keccak
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,8 +48,6 @@ class TradeLine:
     detail: dict
 
     def leaf(self) -> bytes:
-        from eth_utils import keccak
-
         return keccak(canonical_json(self.as_dict()))
 
     def as_dict(self) -> dict:
@@ -139,6 +138,14 @@ def trade_lines(park: Park, result, orders: dict[str, Order]) -> list[TradeLine]
     return lines
 
 
+def result_leaves(result_file: bytes, lines: list[TradeLine]) -> list[bytes]:
+    """The leaves of the published root: the whole result file first, then each trade line.
+
+    The root so commits to the canonical file and lets each enterprise prove its own line.
+    """
+    return [keccak(result_file)] + [line.leaf() for line in lines]
+
+
 def result_allocations(result, order_id: str):
     """(period, accepted kVA, settlement price) of one order, from the matching result."""
     for period, qty in sorted(result.accepted.get(order_id, {}).items()):
@@ -170,7 +177,8 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
             park_id=park_id, delivery_day=day, run_number=run_number,
             status=ClearingStatus.CLEARED, pricing_rule=park.pricing_rule,
             tie_rule=park.tie_rule, result_hash=result.result_hash,
-            result_root="0x" + merkle_root([line.leaf() for line in lines]).hex(),
+            result_root="0x" + merkle_root(result_leaves(result.canonical_bytes(),
+                                                         lines)).hex(),
             result_file=result.canonical_bytes(),
             summary=json.dumps(summary(instance, result, lines), sort_keys=True),
             created_by_id=user_id)
