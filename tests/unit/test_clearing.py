@@ -129,6 +129,10 @@ def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(b
         assert merkle_root(leaves).hex() == run.result_root[2:]
         # 150 kVA·h at 0.05 yuan = 750 fen paid by the high bidder.
         assert {line.order_public_id: line.amount_fen for line in lines}[ids["buy_high"]] == 750
+        # Every enterprise of the park sees the published day's summary.
+        (published,) = clearing_view.published_days(session, user(session, "enterprise3"))
+        assert published["periods"] == [(PERIOD, Decimal("198.5"), Decimal("0.0300"),
+                                         Decimal("0.0500"))]
         results = clearing_view.enterprise_results(session, user(session, "enterprise2"))
         assert [(r["order"].public_id, r["periods"]) for r in results] == [
             (ids["buy_high"], [(PERIOD, Decimal("150.0"), Decimal("0.0500"))])]

@@ -108,6 +108,26 @@ def enterprise_results(session: Session, user: User) -> list[dict]:
     return list(results.values())
 
 
+def published_days(session: Session, user: User, limit: int = 14) -> list[dict]:
+    """The published day summaries of the user's park, newest first: what everyone may see."""
+    runs = session.scalars(
+        select(ClearingRun).where(ClearingRun.park_id == user.enterprise.park_id,
+                                  ClearingRun.status == ClearingStatus.PUBLISHED)
+        .order_by(ClearingRun.delivery_day.desc()).limit(limit))
+    out = []
+    for run in runs:
+        prices: dict[int, set] = defaultdict(set)
+        volume: dict[int, Decimal] = defaultdict(Decimal)
+        for allocation in run.allocations:
+            prices[allocation.period_index].add(allocation.price)
+            if allocation.order.side == "buy":
+                volume[allocation.period_index] += allocation.quantity_kva
+        out.append({"run": run, "summary": run_summary(run),
+                    "periods": [(p, volume[p], min(prices[p]), max(prices[p]))
+                                for p in sorted(prices)]})
+    return out
+
+
 def get_run(session: Session, run_id: int) -> ClearingRun:
     run = session.get(ClearingRun, run_id)
     if run is None:

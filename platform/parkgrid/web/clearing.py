@@ -100,7 +100,8 @@ results = Blueprint("results", __name__, url_prefix="/market")
 @roles(Role.ENTERPRISE)
 def mine():
     return render_template("market/results.html",
-                           results=clearing_view.enterprise_results(g.db, g.user))
+                           results=clearing_view.enterprise_results(g.db, g.user),
+                           days=clearing_view.published_days(g.db, g.user))
 
 
 LABELS = [N_("supply"), N_("demand")]
