@@ -1,13 +1,13 @@
-"""Array-built linear models and their solution through OR-Tools' solvers.
+"""Array-built linear models and their solution through OR-Tools' CLP and CBC.
 
 Large clearing models have hundreds of thousands of columns, so they are assembled as numpy
 arrays (bounds, objective, a sparse matrix in coordinate form) and handed to OR-Tools as one
 serialised `MPModelRequest`. The request is written straight from the arrays in protobuf's
 wire format: a per-coefficient Python API (or building `MPVariableProto` messages one by one)
 costs seconds at this size, while the vectorised encoding takes a few tens of milliseconds.
-OR-Tools then parses it in C++ (`MPSolver.SolveWithProto`), which reaches CLP and CBC as well
-as SCIP; the pip build's `model_builder` solvers do not include CLP, and `model_builder`'s
-array loader needs SciPy.
+OR-Tools parses it in C++. CLP (dual simplex) solves the linear programs: it returns a vertex,
+which matters because the clearing's matrices are totally unimodular, so a vertex is integral
+in 0.1 kVA units. CBC solves the (small) mixed-integer remainder of the block selection.
 """
 
 from __future__ import annotations
@@ -23,13 +23,7 @@ from matching.errors import SolverError
 
 INF = float("inf")
 
-# MPModelRequest.SolverType values used here.
-SOLVER_TYPES = {
-    "clp": linear_solver_pb2.MPModelRequest.CLP_LINEAR_PROGRAMMING,
-    "glop": linear_solver_pb2.MPModelRequest.GLOP_LINEAR_PROGRAMMING,
-    "scip": linear_solver_pb2.MPModelRequest.SCIP_MIXED_INTEGER_PROGRAMMING,
-    "cbc": linear_solver_pb2.MPModelRequest.CBC_MIXED_INTEGER_PROGRAMMING,
-}
+_REQUEST = linear_solver_pb2.MPModelRequest
 _RESPONSE = linear_solver_pb2.MPSolutionResponse
 
 
@@ -95,7 +89,11 @@ class ModelArrays:
 
 @dataclass
 class LinearModel:
-    """maximise obj·x subject to row_lb ≤ A x ≤ row_ub, var_lb ≤ x ≤ var_ub (A in CSR)."""
+    """maximise obj·x subject to row_lb ≤ A x ≤ row_ub, var_lb ≤ x ≤ var_ub (A in CSR).
+
+    Only the column bounds and integrality change between the solves of one clearing, so the
+    encoded rows are kept and reused.
+    """
 
     var_lb: np.ndarray
     var_ub: np.ndarray
@@ -106,6 +104,7 @@ class LinearModel:
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
+    _rows_bytes: bytes | None = field(default=None, repr=False)
 
     @property
     def num_vars(self) -> int:
@@ -115,29 +114,24 @@ class LinearModel:
     def num_rows(self) -> int:
         return len(self.row_lb)
 
-    @property
-    def is_mip(self) -> bool:
-        return bool(self.is_integer.any())
-
-    def row_activity(self, x: np.ndarray) -> np.ndarray:
-        """A x, computed from the CSR arrays."""
-        row_of = np.repeat(np.arange(self.num_rows), np.diff(self.indptr))
-        return np.bincount(row_of, weights=self.data * x[self.indices], minlength=self.num_rows)
+    def rows_bytes(self) -> bytes:
+        if self._rows_bytes is None:
+            self._rows_bytes = _constraints_bytes(self)
+        return self._rows_bytes
 
 
 @dataclass
 class Solution:
-    """What a solve returned: status, primal values, row duals where the solver gives them."""
+    """What a solve returned: status, primal values, reduced costs where the solver gives them."""
 
-    status: str  # "optimal" | "feasible" | "infeasible" | "unbounded" | "not_solved" | "error"
+    status: str  # "optimal" | "feasible" | "infeasible" | "unbounded" | "not_solved"
     x: np.ndarray | None
-    duals: np.ndarray | None
+    reduced_costs: np.ndarray | None
     objective: float
     best_bound: float
     wall_s: float
     solver: str
     detail: str = ""
-    stats: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- protobuf wire format
@@ -178,19 +172,19 @@ def _double_field(number: int, value: float) -> bytes:
     return _varint_bytes(number << 3 | 1) + struct.pack("<d", value)
 
 
-def _variables_bytes(model: LinearModel) -> bytes:
+def _variables_bytes(lb: np.ndarray, ub: np.ndarray, obj: np.ndarray,
+                     is_integer: np.ndarray) -> bytes:
     """Every MPVariableProto (lb, ub, objective, is_integer) as fixed 31-byte records."""
-    n = model.num_vars
+    n = len(lb)
     rec = np.empty((n, 31), dtype=np.uint8)
     rec[:, 0] = 3 << 3 | 2  # MPModelProto.variable, length-delimited
     rec[:, 1] = 29
-    for offset, number, values in ((2, 1, model.var_lb), (11, 2, model.var_ub),
-                                   (20, 3, model.obj)):
+    for offset, number, values in ((2, 1, lb), (11, 2, ub), (20, 3, obj)):
         rec[:, offset] = number << 3 | 1  # fixed64 double
         rec[:, offset + 1:offset + 9] = \
             np.ascontiguousarray(values, dtype="<f8").view(np.uint8).reshape(n, 8)
     rec[:, 29] = 4 << 3  # is_integer, varint
-    rec[:, 30] = model.is_integer.astype(np.uint8)
+    rec[:, 30] = is_integer.astype(np.uint8)
     return rec.tobytes()
 
 
@@ -219,17 +213,11 @@ def _constraints_bytes(model: LinearModel) -> bytes:
     return b"".join(parts)
 
 
-def encode_request(model: LinearModel, solver: str, time_limit_s: float | None,
-                   parameters: str = "") -> bytes:
-    """The serialised MPModelRequest for `model` (maximisation) on `solver`."""
-    model_bytes = b"\x08\x01" + _variables_bytes(model) + _constraints_bytes(model)
-    request = _field_bytes(1, model_bytes) + _varint_bytes(2 << 3) + \
-        _varint_bytes(SOLVER_TYPES[solver])
-    if time_limit_s is not None:
-        request += _double_field(3, max(time_limit_s, 0.0))
-    if parameters:
-        request += _field_bytes(5, parameters.encode())
-    return request
+def model_bytes(model: LinearModel, var_lb: np.ndarray, var_ub: np.ndarray,
+                is_integer: np.ndarray) -> bytes:
+    """The serialised MPModelProto (maximisation) of `model` with the given column bounds."""
+    return b"\x08\x01" + _variables_bytes(var_lb, var_ub, model.obj, is_integer) + \
+        model.rows_bytes()
 
 
 _STATUS = {
@@ -241,30 +229,55 @@ _STATUS = {
 }
 
 
-def solve(model: LinearModel, *, solver: str, time_limit_s: float | None = None,
-          mip_gap: float = 1e-4, seed: int = 0) -> Solution:
-    """Solves `model` with an OR-Tools solver ("clp", "glop", "scip" or "cbc")."""
-    parameters = ""
-    if solver == "scip":
-        # SolveWithProto hands SCIP its own defaults (gap 0): set the gap and seed here.
-        parameters = (f"limits/gap = {mip_gap!r}\n"
-                      f"randomization/randomseedshift = {int(seed) % 2**31}\n"
-                      "parallel/maxnthreads = 1\n")
-    request = linear_solver_pb2.MPModelRequest.FromString(
-        encode_request(model, solver, time_limit_s, parameters))
+def _solution(response, model: LinearModel, solver: str, wall: float,
+              with_reduced_costs: bool) -> Solution:
+    status = _STATUS.get(response.status, "error")
+    if status == "error":
+        raise SolverError(f"{solver}: {response.status_str or 'abnormal termination'}")
+    has_x = status in ("optimal", "feasible") and len(response.variable_value) == model.num_vars
+    if status in ("optimal", "feasible") and not has_x:
+        status = "not_solved"
+    x = np.array(response.variable_value, dtype=np.float64) if has_x else None
+    rc = None
+    if with_reduced_costs and has_x and len(response.reduced_cost) == model.num_vars:
+        rc = np.array(response.reduced_cost, dtype=np.float64)
+    return Solution(status=status, x=x, reduced_costs=rc,
+                    objective=float(response.objective_value),
+                    best_bound=float(response.best_objective_bound), wall_s=wall,
+                    solver=solver, detail=response.status_str)
+
+
+def solve_lp(model: LinearModel, var_lb: np.ndarray, var_ub: np.ndarray, *,
+             time_limit_s: float | None) -> Solution:
+    """Solves the linear relaxation (every column continuous) with CLP's dual simplex."""
+    request = _REQUEST.FromString(
+        _field_bytes(1, model_bytes(model, var_lb, var_ub, np.zeros(model.num_vars, bool)))
+        + _varint_bytes(2 << 3) + _varint_bytes(_REQUEST.CLP_LINEAR_PROGRAMMING)
+        + (b"" if time_limit_s is None else _double_field(3, max(time_limit_s, 0.0))))
     response = _RESPONSE()
     start = time.perf_counter()
     pywraplp.Solver.SolveWithProto(request, response)
+    return _solution(response, model, "clp", time.perf_counter() - start, True)
+
+
+def solve_mip(model: LinearModel, var_lb: np.ndarray, var_ub: np.ndarray, *,
+              time_limit_s: float, mip_gap: float) -> Solution:
+    """Solves the model with its integer columns through CBC, to a relative gap."""
+    proto = linear_solver_pb2.MPModelProto.FromString(
+        model_bytes(model, var_lb, var_ub, model.is_integer))
+    solver = pywraplp.Solver.CreateSolver("CBC")
+    if solver is None:
+        raise SolverError("CBC is not available in this OR-Tools build")
+    error = solver.LoadModelFromProto(proto)
+    if error:
+        raise SolverError(f"cbc: {error}")
+    solver.SetNumThreads(1)
+    solver.SetTimeLimit(int(max(time_limit_s, 0.0) * 1000))
+    parameters = pywraplp.MPSolverParameters()
+    parameters.SetDoubleParam(parameters.RELATIVE_MIP_GAP, mip_gap)
+    start = time.perf_counter()
+    solver.Solve(parameters)
     wall = time.perf_counter() - start
-    status = _STATUS.get(response.status, "error")
-    has_x = status in ("optimal", "feasible") and len(response.variable_value) == model.num_vars
-    x = np.array(response.variable_value, dtype=np.float64) if has_x else None
-    duals = np.array(response.dual_value, dtype=np.float64) \
-        if len(response.dual_value) == model.num_rows and model.num_rows else None
-    if status == "error" and response.status_str:
-        raise SolverError(f"{solver}: {response.status_str}")
-    return Solution(status=status if has_x or status not in ("optimal", "feasible")
-                    else "not_solved",
-                    x=x, duals=duals, objective=float(response.objective_value),
-                    best_bound=float(response.best_objective_bound), wall_s=wall,
-                    solver=solver, detail=response.status_str)
+    response = _RESPONSE()
+    solver.FillSolutionResponseProto(response)
+    return _solution(response, model, "cbc", wall, False)

@@ -24,8 +24,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
  *
  * A day is cleared in runs numbered from 1. Clearing staff record the run's trades (events
  * only; the contract counts them and remembers the blocks that hold them), then publish the
- * run's result root once, committing to the trade count. A published run can be voided with
- * a reason, which opens the next run of the same day for re-clearing.
+ * run's result root once, committing to the trade count. A published run can be voided, by
+ * its number and with a reason, which opens the next run of the same day for re-clearing.
  *
  * Roles:
  * - `DEFAULT_ADMIN_ROLE`: the platform operator (the deployer); grants and revokes roles.
@@ -149,21 +149,22 @@ contract CapacityMarket is AccessControl {
     event DayOpened(uint32 indexed deliveryDay, uint64 gateClosure, address operator);
 
     /**
-     * @notice Emitted when an order is recorded on its own (version 1).
+     * @notice Emitted when an order is recorded on its own (version 1). The account that
+     * signed it is the transaction's sender, the current account of `enterpriseId` then.
+     * @dev Lean on purpose, for gas: the enterprise is data, not a topic, and the signer is
+     * not repeated. Filter by enterprise with the stored order or the off-chain index.
      * @param orderId The platform's bytes32 id of the order.
      * @param enterpriseId The enterprise placing it.
      * @param deliveryDay The delivery day as YYYYMMDD.
      * @param side 0 for a sell listing, 1 for a buy bid.
      * @param contentHash Hash of the order's canonical content, kept off chain.
-     * @param account The enterprise account that signed the record.
      */
     event OrderRecorded(
         bytes32 indexed orderId,
-        bytes32 indexed enterpriseId,
+        bytes32 enterpriseId,
         uint32 indexed deliveryDay,
         uint8 side,
-        bytes32 contentHash,
-        address account
+        bytes32 contentHash
     );
 
     /**
@@ -520,7 +521,7 @@ contract CapacityMarket is AccessControl {
         order_.version = 1;
         order_.blockNumber = uint64(block.number);
         order_.contentHash = contentHash;
-        emit OrderRecorded(orderId, enterpriseId, deliveryDay, side, contentHash, account);
+        emit OrderRecorded(orderId, enterpriseId, deliveryDay, side, contentHash);
     }
 
     /**
@@ -691,16 +692,18 @@ contract CapacityMarket is AccessControl {
     }
 
     /**
-     * @notice Voids the published result of the current clearing run of `deliveryDay` and
-     * opens the next run, so the day can be cleared again.
+     * @notice Voids the published result of run `runNumber` of `deliveryDay`, which must be
+     * the day's current run, and opens the next run, so the day can be cleared again.
      * @dev Only `CLEARING_ROLE`. Reverts with {CapacityMarketDayNotOpen},
-     * {CapacityMarketReasonRequired} for an empty reason, and {CapacityMarketNotPublished}
-     * when the current run is not published. The voided run keeps its trades, root and
-     * count. Emits {ClearingVoided}.
+     * {CapacityMarketReasonRequired} for an empty reason, {CapacityMarketWrongRun} unless
+     * `runNumber` is the day's current run (so a delayed or retried void never voids a later
+     * run), and {CapacityMarketNotPublished} when that run is not published. The voided run
+     * keeps its trades, root and count. Emits {ClearingVoided}.
      * @param deliveryDay The delivery day.
+     * @param runNumber The run to void: the day's current run.
      * @param reason Why the result is void, for the record (non-empty).
      */
-    function voidClearing(uint32 deliveryDay, string calldata reason)
+    function voidClearing(uint32 deliveryDay, uint32 runNumber, string calldata reason)
         external
         onlyRole(CLEARING_ROLE)
     {
@@ -711,7 +714,10 @@ contract CapacityMarket is AccessControl {
         if (bytes(reason).length == 0) {
             revert CapacityMarketReasonRequired(deliveryDay);
         }
-        uint32 runNumber = day_.currentRun;
+        uint32 currentRun = day_.currentRun;
+        if (runNumber != currentRun) {
+            revert CapacityMarketWrongRun(deliveryDay, currentRun, runNumber);
+        }
         ClearingRun storage run_ = _runs[deliveryDay][runNumber];
         if (!run_.published) {
             revert CapacityMarketNotPublished(deliveryDay, runNumber);
@@ -889,7 +895,8 @@ contract CapacityMarket is AccessControl {
         view
         returns (uint64)
     {
-        Enterprise memory enterprise = _enterprises[enterpriseId];
+        // A storage pointer: reading the two fields costs less gas than a copy to memory.
+        Enterprise storage enterprise = _enterprises[enterpriseId];
         if (enterprise.account != account || account == address(0)) {
             revert CapacityMarketNotEnterpriseAccount(enterpriseId, account);
         }

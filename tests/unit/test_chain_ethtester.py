@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import string
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from parkgrid.chain import (
 from parkgrid.chain.connection import ChainConnection
 from parkgrid.chain.errors import REVERT_MESSAGES, decode_revert
 from parkgrid.chain.market import role_id
+from parkgrid.canonical import uuid_to_bytes32
 
 GAS_BUDGET_RECORD_ORDER = 75_000
 GAS_BUDGET_BATCH_ITEM = 5_000  # per item, in a batch of 100
@@ -51,6 +53,11 @@ ZERO32 = b"\x00" * 32
 def h(label: str) -> bytes:
     """A fixed bytes32 for `label`: ids and hashes are reproducible, and so is gas."""
     return keccak(text=label)
+
+
+def platform_id(label: str) -> bytes:
+    """A fixed order or batch id shaped like the platform's: a UUID left-padded to bytes32."""
+    return uuid_to_bytes32(str(uuid.uuid5(uuid.NAMESPACE_URL, "parkgrid-test:" + label)))
 
 
 STANDING_ORDER = h("standing order")  # sell order of `enterprise` on OPEN_DAY, version 1
@@ -207,7 +214,7 @@ CASES: dict[str, Case] = {
         lambda w: w.market.day(CLOSED_DAY)),
     "voidClearing": Case(
         "clearing", "CLEARING_ROLE",
-        lambda w, a: w.market.void_clearing(a, PUBLISHED_DAY, "meter data corrected"),
+        lambda w, a: w.market.void_clearing(a, PUBLISHED_DAY, 1, "meter data corrected"),
         lambda w: (w.market.day(PUBLISHED_DAY), w.market.clearing_run(PUBLISHED_DAY, 1))),
     "grantRole": Case(
         "admin", "DEFAULT_ADMIN_ROLE",
@@ -367,10 +374,10 @@ def test_record_order_emits_event_and_is_readable(w: World, side: str) -> None:
                                     h("content"))
 
     assert receipt.status == 1 and receipt.block_number == before + 1
+    # The signer is not in the event: it is the transaction's sender, read with the record.
     assert events(w, "OrderRecorded", receipt) == [{
         "orderId": NEW_ORDER, "enterpriseId": w.enterprise_id, "deliveryDay": OPEN_DAY,
-        "side": ("sell", "buy").index(side), "contentHash": h("content"),
-        "account": w.enterprise.address}]
+        "side": ("sell", "buy").index(side), "contentHash": h("content")}]
     assert w.market.order(NEW_ORDER) == OrderRecord(
         NEW_ORDER, w.enterprise_id, OPEN_DAY, side, 1, False, h("content"),
         receipt.block_number, receipt.tx_hash, w.enterprise.address)
@@ -555,11 +562,15 @@ BAD_CALLS: dict[str, tuple[Callable[[World], object], str]] = {
     "publishing a day not open": (lambda w: w.market.publish_clearing(
         w.clearing, NEW_DAY, 1, h("root"), 0), "CapacityMarketDayNotOpen"),
     "voiding without a reason": (lambda w: w.market.void_clearing(
-        w.clearing, PUBLISHED_DAY, ""), "CapacityMarketReasonRequired"),
+        w.clearing, PUBLISHED_DAY, 1, ""), "CapacityMarketReasonRequired"),
     "voiding an unpublished run": (lambda w: w.market.void_clearing(
-        w.clearing, CLOSED_DAY, "why"), "CapacityMarketNotPublished"),
+        w.clearing, CLOSED_DAY, 1, "why"), "CapacityMarketNotPublished"),
     "voiding a day not open": (lambda w: w.market.void_clearing(
-        w.clearing, NEW_DAY, "why"), "CapacityMarketDayNotOpen"),
+        w.clearing, NEW_DAY, 1, "why"), "CapacityMarketDayNotOpen"),
+    "voiding a later run": (lambda w: w.market.void_clearing(
+        w.clearing, PUBLISHED_DAY, 2, "why"), "CapacityMarketWrongRun"),
+    "voiding run 0": (lambda w: w.market.void_clearing(
+        w.clearing, PUBLISHED_DAY, 0, "why"), "CapacityMarketWrongRun"),
 }
 
 
@@ -658,7 +669,7 @@ def test_clearing_only_from_the_gate(w: World, gate: int, function: str, offset:
 
 def test_nothing_can_be_voided_before_the_gate(w: World, gate: int) -> None:
     # voidClearing needs a published run, and nothing can be published before the gate.
-    error = refused(w, lambda: w.market.void_clearing(w.clearing, GATE_DAY, "early"))
+    error = refused(w, lambda: w.market.void_clearing(w.clearing, GATE_DAY, 1, "early"))
     assert (error.error_name, error.error_args) == (
         "CapacityMarketNotPublished", {"deliveryDay": GATE_DAY, "runNumber": 1})
 
@@ -735,7 +746,7 @@ def test_a_run_with_no_trades_publishes_with_count_zero(w: World) -> None:
 
 
 def test_voiding_keeps_the_run_and_opens_the_next(w: World) -> None:
-    receipt = w.market.void_clearing(w.clearing, PUBLISHED_DAY, "meter E-001 misread")
+    receipt = w.market.void_clearing(w.clearing, PUBLISHED_DAY, 1, "meter E-001 misread")
 
     assert events(w, "ClearingVoided", receipt) == [{
         "deliveryDay": PUBLISHED_DAY, "runNumber": 1, "resultRoot": PUBLISHED_ROOT,
@@ -764,17 +775,44 @@ def test_voiding_keeps_the_run_and_opens_the_next(w: World) -> None:
     assert w.market.clearing_run(PUBLISHED_DAY, 1).voided  # the record of run 1 stays
 
 
+def test_a_late_void_of_a_voided_run_never_voids_the_next(w: World) -> None:
+    # Run 1 is voided and run 2 published; the void of run 1 then arrives again (a retry, or
+    # a delayed duplicate): it names run 1, so it is refused and run 2 stands.
+    w.market.void_clearing(w.clearing, PUBLISHED_DAY, 1, "meter E-001 misread")
+    w.market.publish_clearing(w.clearing, PUBLISHED_DAY, 2, h("second root"), 0)
+    second = w.market.clearing_run(PUBLISHED_DAY, 2)
+
+    error = refused(w, lambda: w.market.void_clearing(w.clearing, PUBLISHED_DAY, 1,
+                                                      "meter E-001 misread"))
+    assert (error.error_name, error.error_args) == ("CapacityMarketWrongRun", {
+        "deliveryDay": PUBLISHED_DAY, "currentRun": 2, "runNumber": 1})
+    assert str(error).startswith(
+        f"CapacityMarketWrongRun: run 1 of day {PUBLISHED_DAY} is not its current run 2")
+    assert w.market.clearing_run(PUBLISHED_DAY, 2) == second
+    assert w.market.day(PUBLISHED_DAY) == DayRecord(PUBLISHED_DAY, w.closed_gate, 2, True,
+                                                    h("second root"), 0)
+
+    # Naming run 2 voids it and opens run 3.
+    w.market.void_clearing(w.clearing, PUBLISHED_DAY, 2, "tariff corrected")
+    assert w.market.clearing_run(PUBLISHED_DAY, 2).voided
+    assert w.market.day(PUBLISHED_DAY).current_run == 3  # type: ignore[union-attr]
+
+
 # =========================================================================== gas
 
 def test_record_order_gas_is_within_budget(w: World) -> None:
-    gas = {side: w.market.record_order(w.enterprise, h(f"gas {side}"), w.enterprise_id,
-                                       OPEN_DAY, side, h(f"gas {side} v1")).gas_used
+    # Ids as the platform makes them: the order id a UUID left-padded to bytes32 (16 zero
+    # bytes of calldata), the enterprise id and the content hash keccak hashes.
+    gas = {side: w.market.record_order(w.enterprise, platform_id(f"gas {side}"),
+                                       w.enterprise_id, OPEN_DAY, side,
+                                       h(f"gas {side} v1")).gas_used
            for side in ("sell", "buy")}
     assert max(gas.values()) <= GAS_BUDGET_RECORD_ORDER, gas
 
 
 def test_record_order_batch_gas_per_item_is_within_budget(w: World) -> None:
-    # Amendments of buy orders: the most non-zero calldata bytes an item can have.
+    # Amendments of buy orders with keccak ids, stricter than the platform's UUID ids: the
+    # most non-zero calldata bytes an item can have.
     items = [(h(f"gas order {i}"), "amend", "buy", h(f"gas content {i}")) for i in range(100)]
     receipt = w.market.record_order_batch(w.enterprise, NEW_BATCH, w.enterprise_id, OPEN_DAY,
                                           items)

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .errors import ChainUnavailableError
 
@@ -105,6 +106,7 @@ class AnvilNode:
             )
         try:
             self._wait_until_ready()
+            self._keep_clock_ahead_of_head()
         except BaseException:
             self.stop()
             raise
@@ -166,6 +168,33 @@ class AnvilNode:
         raise ChainUnavailableError(
             f"anvil did not answer on {self.url} within {self.startup_timeout:g} s; "
             f"last log lines ({self.log_file}):\n{self._log_tail()}")
+
+    def _keep_clock_ahead_of_head(self) -> None:
+        # anvil (1.7.1) stamps the first block after loading --state with the wall-clock time
+        # even when the saved chain is ahead of it (a test or an operator moved time forward),
+        # so block time would go back and a closed gate would reopen. When the head is not
+        # behind the wall clock's second, pin the next block to one second after it; anvil
+        # carries that offset on to the blocks after.
+        head = self._rpc("eth_getBlockByNumber", ["latest", False])
+        head_time = int(head["timestamp"], 16)
+        if head_time >= int(time.time()):
+            self._rpc("evm_setNextBlockTimestamp", [head_time + 1])
+
+    def _rpc(self, method: str, params: list[object]) -> Any:
+        request = urllib.request.Request(
+            self.url, headers={"Content-Type": "application/json"},
+            data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                             "params": params}).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout) as response:
+                answer = json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+            raise ChainUnavailableError(f"anvil on {self.url} did not answer {method}: {exc}") \
+                from exc
+        if "error" in answer:
+            raise ChainUnavailableError(
+                f"anvil on {self.url} refused {method}: {answer['error']}")
+        return answer["result"]
 
     def _log_tail(self, lines: int = 15) -> str:
         try:

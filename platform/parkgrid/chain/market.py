@@ -251,10 +251,17 @@ class CapacityMarket:
         return self.chain.send(signer, self.contract.functions.publishClearing(
             delivery_day, run_number, result_root, trade_count))
 
-    def void_clearing(self, signer: LocalAccount, delivery_day: int, reason: str) -> Receipt:
-        """Void the day's published run with a reason; the next run opens."""
-        return self.chain.send(signer, self.contract.functions.voidClearing(delivery_day,
-                                                                            reason))
+    def void_clearing(self, signer: LocalAccount, delivery_day: int, run_number: int,
+                      reason: str) -> Receipt:
+        """Void published run `run_number` of the day with a reason; the next run opens.
+
+        The chain refuses it (CapacityMarketWrongRun) unless `run_number` is the day's current
+        run, so a delayed or retried void never voids a later run.
+        """
+        _require_uint("delivery_day", delivery_day, 32)
+        _require_uint("run_number", run_number, 32)
+        return self.chain.send(signer, self.contract.functions.voidClearing(
+            delivery_day, run_number, reason))
 
     def grant_role(self, admin: LocalAccount, role_name: str, address: str) -> Receipt:
         """Grant `role_name` (e.g. "REGISTRAR_ROLE") to `address` (admin signs)."""

@@ -232,25 +232,34 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
         market = platform.market(session)
         park = run.park
         day_number = int(run.delivery_day.strftime("%Y%m%d"))
-        instance, orders = build_instance(session, park, run.delivery_day)
+        _instance, orders = build_instance(session, park, run.delivery_day)
         lines = _lines_from_file(park, run, orders)
-        on_chain = market.day(day_number)
-        if on_chain is None or not (on_chain.published and on_chain.current_run == run.run_number):
-            recorded = market.run_trades(day_number, run.run_number)
-            if recorded is None or recorded.count == 0:
+        if market.day(day_number) is None:
+            # No order of the day reached the chain, so the day was never opened there and
+            # there is nothing to anchor: the (empty) result is published off chain only.
+            pass
+        else:
+            record = market.clearing_run(day_number, run.run_number)
+            if not record.published:
+                # Trades go in fixed chunks in a fixed order, so a task that died part way
+                # through finds the first ones on chain and sends only the rest.
                 market.record_trades(signer, day_number, run.run_number, [
                     market.trade_item(uuid_to_bytes32(line.order_public_id),
                                       line.quantity_tenths_kvah, line.amount_fen, line.leaf())
-                    for line in lines])
-            try:
-                receipt = market.publish_clearing(signer, day_number, run.run_number,
-                                                  bytes.fromhex(run.result_root[2:]), len(lines))
-            except ChainRevertError as exc:
-                if exc.error_name != "CapacityMarketAlreadyPublished":
-                    raise
-            else:
-                run.publish_tx_hash = receipt.tx_hash
-                run.publish_block_number = receipt.block_number
+                    for line in lines[record.trade_count:]])
+                try:
+                    receipt = market.publish_clearing(signer, day_number, run.run_number,
+                                                      bytes.fromhex(run.result_root[2:]),
+                                                      len(lines))
+                except ChainRevertError as exc:
+                    if exc.error_name != "CapacityMarketAlreadyPublished":
+                        raise
+                    record = market.clearing_run(day_number, run.run_number)
+                else:
+                    run.publish_tx_hash = receipt.tx_hash
+                    run.publish_block_number = receipt.block_number
+            if record.published:
+                run.publish_block_number = record.published_block
         run.status = ClearingStatus.PUBLISHED
         run.published_by_id = user.id
         run.published_at = calendar.utcnow()
@@ -276,7 +285,8 @@ def void(platform, run_id: int, user_id: int, reason: str) -> ClearingRun:
         user = session.get(User, user_id)
         signer = _staff_signer(session, platform, user)
         market = platform.market(session)
-        market.void_clearing(signer, int(run.delivery_day.strftime("%Y%m%d")), reason)
+        market.void_clearing(signer, int(run.delivery_day.strftime("%Y%m%d")), run.run_number,
+                             reason)
         run.status = ClearingStatus.VOIDED
         run.void_reason = reason
         run.voided_by_id = user.id
