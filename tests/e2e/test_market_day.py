@@ -23,7 +23,7 @@ from .test_thin_path import login
 pytestmark = pytest.mark.e2e
 PARK_TZ = ZoneInfo("Asia/Shanghai")
 PERIOD = "10"
-GATE_IN_S = 75  # time to place the orders before the gate closes
+GATE_IN_S = 50  # time to place the orders before the gate closes
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from eth_utils import keccak
 from web3.logs import DISCARD
 
 import parkgrid.chain.market as market_module
+from parkgrid.canonical import uuid_to_bytes32
 from parkgrid.chain import (
     BatchRecord,
     CapacityMarket,
@@ -37,7 +38,6 @@ from parkgrid.chain import (
 from parkgrid.chain.connection import ChainConnection
 from parkgrid.chain.errors import REVERT_MESSAGES, decode_revert
 from parkgrid.chain.market import role_id
-from parkgrid.canonical import uuid_to_bytes32
 
 GAS_BUDGET_RECORD_ORDER = 75_000
 GAS_BUDGET_BATCH_ITEM = 5_000  # per item, in a batch of 100

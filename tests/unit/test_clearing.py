@@ -171,3 +171,31 @@ def test_an_empty_day_clears_to_zero_volume_with_a_reason(demo_platform):
     with demo_platform.unit_of_work() as session:
         summary = clearing_view.run_summary(session.get(ClearingRun, run_id))
     assert summary["accepted_orders"] == 0 and summary["reason"]
+
+
+def test_staff_pages_review_publish_and_void_and_others_are_refused(book, app, client):
+    platform, park_id, day, gate, ids = book
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    after_gate(platform, gate)
+    app.config["WTF_CSRF_ENABLED"] = False
+    client.post("/login", data={"username": "enterprise", "password": "enterprise-demo-1"})
+    assert client.get(f"/clearing/runs/{run_id}").status_code == 403
+    assert client.post(f"/clearing/runs/{run_id}/publish").status_code == 403
+    assert "暂无已发布的成交结果" in client.get("/market/results").get_data(as_text=True)
+    client.post("/logout")
+
+    client.post("/login", data={"username": "settlement", "password": "settlement-demo-1"})
+    page = client.get(f"/clearing/runs/{run_id}").get_data(as_text=True)
+    assert "阻塞" in page and page.count("<svg") >= 2 and 'id="congestion-rent">3.97<' in page
+    page = client.post(f"/clearing/runs/{run_id}/publish",
+                       follow_redirects=True).get_data(as_text=True)
+    assert "已发布：成交记录和结果根已上链" in page and 'id="publish-tx"' in page
+    page = client.post(f"/clearing/runs/{run_id}/void", data={"reason": ""},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "请填写理由" in page
+    client.post("/logout")
+
+    client.post("/login", data={"username": "enterprise2", "password": "enterprise-demo-2"})
+    page = client.get("/market/results").get_data(as_text=True)
+    assert f'data-order="{ids["buy_high"]}"' in page and ids["buy_low"] not in page
+    assert 'id="published-days"' in page and "198.5" in page

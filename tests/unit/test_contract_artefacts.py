@@ -27,6 +27,7 @@ def test_header_names_compiler_evm_and_optimizer() -> None:
     assert "solc 0.8.28+commit." in header
     assert "evmVersion cancun" in header
     assert "runs=200" in header
+    assert "viaIR=True" in header
     assert "do not edit; regenerate with python contracts/compile.py" in header
 
 
@@ -54,7 +55,7 @@ def test_artefact_exposes_the_contract_interface() -> None:
         "CapacityMarketNotEnterpriseAccount", "CapacityMarketGateClosed",
         "CapacityMarketGateOpen", "CapacityMarketOrderExists", "CapacityMarketBatchExists",
         "CapacityMarketAlreadyPublished", "CapacityMarketTradeCountMismatch",
-        "AccessControlUnauthorizedAccount",
+        "CapacityMarketWrongRun", "AccessControlUnauthorizedAccount",
     }
     expected = ({("function", n) for n in functions} | {("event", n) for n in events}
                 | {("error", n) for n in errors})
@@ -62,3 +63,23 @@ def test_artefact_exposes_the_contract_interface() -> None:
     # v1's single-listing interface is gone.
     assert not {("function", "recordListing"), ("function", "listing")} & names
     assert artefact["bytecode"].startswith("0x60") and len(artefact["deployedBytecode"]) > 1000
+
+
+def _signature(artefact: dict, kind: str, name: str) -> list[tuple[str, str, bool]]:
+    (entry,) = [e for e in artefact["abi"] if e["type"] == kind and e.get("name") == name]
+    return [(p["name"], p["type"], p.get("indexed", False)) for p in entry["inputs"]]
+
+
+def test_void_clearing_names_the_run() -> None:
+    assert _signature(load_artefact("CapacityMarket"), "function", "voidClearing") == [
+        ("deliveryDay", "uint32", False), ("runNumber", "uint32", False),
+        ("reason", "string", False)]
+
+
+def test_order_recorded_is_lean() -> None:
+    # For recordOrder's gas: no signer (it is the transaction's sender) and the enterprise as
+    # data, not a topic; the order and its day stay searchable.
+    assert _signature(load_artefact("CapacityMarket"), "event", "OrderRecorded") == [
+        ("orderId", "bytes32", True), ("enterpriseId", "bytes32", False),
+        ("deliveryDay", "uint32", True), ("side", "uint8", False),
+        ("contentHash", "bytes32", False)]

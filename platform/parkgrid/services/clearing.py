@@ -180,7 +180,7 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
             result_root="0x" + merkle_root(result_leaves(result.canonical_bytes(),
                                                          lines)).hex(),
             result_file=result.canonical_bytes(),
-            summary=json.dumps(summary(instance, result, lines), sort_keys=True),
+            summary=json.dumps(summary(park, instance, result, lines), sort_keys=True),
             created_by_id=user_id)
         for order_id, order in orders.items():
             for period, qty, price in result_allocations(result, order_id):
@@ -192,15 +192,24 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
         return run.id
 
 
-def summary(instance, result, lines: list[TradeLine]) -> dict:
-    """The figures staff review before publishing (all strings, no floats)."""
+def _plain(value: Decimal) -> str:
+    """A Decimal without trailing zeros or an exponent: 3.97000 → "3.97", 1E+2 → "100"."""
+    return format(value.normalize(), "f")
+
+
+def summary(park: Park, instance, result, lines: list[TradeLine]) -> dict:
+    """The figures staff review before publishing (all strings, no floats).
+
+    The matching core counts money for one hour of each period; a period may be shorter.
+    """
+    hours = Decimal(park.period_minutes) * HOURS_PER_MINUTE
     return {
         "status": result.status,
         "reason": result.reason,
         "orders": len(instance.orders),
         "accepted_orders": len(lines),
-        "welfare_yuan": format(result.welfare, "f"),
-        "congestion_rent_yuan": format(result.congestion_rent, "f"),
+        "welfare_yuan": _plain(result.welfare * hours),
+        "congestion_rent_yuan": _plain(result.congestion_rent * hours),
         "traded_kvah": format(Decimal(sum(line.quantity_tenths_kvah for line in lines
                                           if line.amount_fen > 0)) / 10, "f"),
         "hit_time_limit": result.hit_time_limit,
