@@ -97,6 +97,55 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out")
 
 
+def test_the_gate_closes_and_a_worker_clears_the_day_which_staff_publish(service):
+    """Runs first: it moves the park's gate to a few seconds from now (a fresh open day)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from parkgrid.models import ClearingRun, ClearingStatus, Park
+    from parkgrid.services import clearing, orders
+
+    settings, platform, log = service
+    tasks.configure(settings, platform)
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    if (local + timedelta(seconds=60)).date() != local.date():
+        time.sleep(70)  # the gate must fall on today's date
+        local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    gate = (local + timedelta(seconds=20)).replace(microsecond=0)
+    with platform.unit_of_work() as session:
+        session.scalar(select(Park)).gate_closure_time = gate.time()
+    placed = []
+    with platform.unit_of_work() as session:
+        now = calendar.utcnow()
+        for username, side, price in (("enterprise", "sell", "0.03"),
+                                      ("enterprise2", "buy", "0.06")):
+            who = session.scalar(select(User).where(User.username == username))
+            day = calendar.open_delivery_day(who.enterprise.park, now)
+            placed.append(orders.create_order(session, who, orders.OrderInput(
+                side=side, delivery_day=day, periods={10: "50"}, price=price), now).id)
+    for order_id in placed:
+        assert tasks.record_order.delay(order_id).get(timeout=60) == "recorded"
+
+    time.sleep(max(0.0, (gate - datetime.now(gate.tzinfo)).total_seconds()) + 1)
+    assert tasks.close_gates.delay().get(timeout=60) == 1  # the beat task, run once by hand
+
+    def cleared():
+        with platform.unit_of_work() as session:
+            return session.scalar(select(ClearingRun.id).where(
+                ClearingRun.delivery_day == day, ClearingRun.status == ClearingStatus.CLEARED))
+
+    run_id = wait_for(cleared)
+    assert "parkgrid.run_clearing" in log.read_text()  # a worker cleared it
+    with platform.unit_of_work() as session:
+        staff_id = session.scalar(select(User.id).where(User.username == "settlement"))
+    clearing.publish(platform, run_id, staff_id)
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id)
+        on_chain = platform.market(session).day(int(day.strftime("%Y%m%d")))
+        assert on_chain.published and "0x" + on_chain.result_root.hex() == run.result_root
+        assert on_chain.trade_count == 2 and run.status == ClearingStatus.PUBLISHED
+
+
 def test_an_order_goes_through_the_broker_and_a_worker_onto_the_chain(service):
     settings, platform, log = service
     app = create_app(settings)
