@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('pricing_rule', sa.String(length=16), nullable=False),
     sa.Column('tie_rule', sa.String(length=16), nullable=False),
-    sa.Column('result_hash', sa.String(length=64), nullable=False),
+    sa.Column('result_hash', sa.String(length=66), nullable=False),
     sa.Column('result_root', sa.String(length=66), nullable=False),
     sa.Column('result_file', sa.LargeBinary(), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),

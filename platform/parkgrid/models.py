@@ -751,7 +751,7 @@ class ClearingRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=ClearingStatus.CLEARED)
     pricing_rule: Mapped[str] = mapped_column(String(16))
     tie_rule: Mapped[str] = mapped_column(String(16))
-    result_hash: Mapped[str] = mapped_column(String(64))
+    result_hash: Mapped[str] = mapped_column(String(66))
     result_root: Mapped[str] = mapped_column(String(66))
     result_file: Mapped[bytes] = mapped_column(LargeBinary)
     summary: Mapped[str] = mapped_column(Text)

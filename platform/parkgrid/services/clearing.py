@@ -252,15 +252,23 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
             if not record.published:
                 # Trades go in fixed chunks in a fixed order, so a task that died part way
                 # through finds the first ones on chain and sends only the rest.
-                market.record_trades(signer, day_number, run.run_number, [
-                    market.trade_item(uuid_to_bytes32(line.order_public_id),
-                                      line.quantity_tenths_kvah, line.amount_fen, line.leaf())
-                    for line in lines[record.trade_count:]])
+                try:
+                    market.record_trades(signer, day_number, run.run_number, [
+                        market.trade_item(uuid_to_bytes32(line.order_public_id),
+                                          line.quantity_tenths_kvah, line.amount_fen,
+                                          line.leaf())
+                        for line in lines[record.trade_count:]])
+                except ChainRevertError as exc:
+                    if exc.error_name == "CapacityMarketGateOpen":
+                        raise _chain_clock_behind() from exc
+                    raise
                 try:
                     receipt = market.publish_clearing(signer, day_number, run.run_number,
                                                       bytes.fromhex(run.result_root[2:]),
                                                       len(lines))
                 except ChainRevertError as exc:
+                    if exc.error_name == "CapacityMarketGateOpen":
+                        raise _chain_clock_behind() from exc
                     if exc.error_name != "CapacityMarketAlreadyPublished":
                         raise
                     record = market.clearing_run(day_number, run.run_number)
@@ -273,6 +281,12 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
         run.published_by_id = user.id
         run.published_at = calendar.utcnow()
         return run
+
+
+def _chain_clock_behind() -> Conflict:
+    # The chain judges the gate by its own block time, which may trail the platform's clock.
+    return Conflict(N_("The chain's clock has not reached the gate yet; publish again in a "
+                       "few seconds."))
 
 
 def _lines_from_file(park: Park, run: ClearingRun, orders: dict[str, Order]) -> list[TradeLine]:
