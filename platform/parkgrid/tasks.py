@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from kombu import pools as kombu_pools
 from sqlalchemy.exc import OperationalError
 
 from .chain import ChainTimeoutError, ChainUnavailableError
@@ -24,10 +25,10 @@ def configure(settings: Settings, platform: Platform | None = None) -> Celery:
     _platform = platform or Platform(settings)
     if celery_app.conf.broker_url not in (None, settings.broker_url or "memory://"):
         # Another broker than before (tests switch brokers in one process): Celery keeps
-        # pooled connections to the old one unless they are dropped.
-        if celery_app._pool is not None:
-            celery_app._pool.force_close_all()
-            celery_app._pool = None
+        # pooled connections to the old one in kombu's process-wide pools unless they are
+        # dropped, and a closed pool left in that registry would be handed out again.
+        kombu_pools.reset()
+        celery_app._pool = None
         celery_app.amqp._producer_pool = None
     # Celery builds the result backend once and caches it; a process configured again (the
     # tests, a CLI command after the app import) must get the backend of the new settings.
