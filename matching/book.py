@@ -32,7 +32,6 @@ class Book:
     """One clearing's input as arrays. Orders are indexed 0..n-1 in order-id order; each
     (order, period) pair with a quantity is an *entry*, entries sorted by (order, period)."""
 
-    instance: ClearingInstance
     orders: tuple[Order, ...]
     periods: int
     # per order
@@ -145,7 +144,7 @@ def build_book(instance: ClearingInstance) -> Book:
     # Orders are already in id order, so a stable sort on priority gives (priority, id).
     rank[np.argsort(priority, kind="stable")] = np.arange(n)
     return Book(
-        instance=instance, orders=orders, periods=p,
+        orders=orders, periods=p,
         is_buy=is_buy, sign=np.where(is_buy, 1, -1).astype(np.int64),
         price=np.array([price_ticks(o.price) for o in orders], dtype=np.int64),
         feeder=np.array([f_index[network.enterprise_feeder[o.enterprise]] for o in orders],

@@ -10,7 +10,6 @@ for the given block choices.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 
 from matching.instance import ClearingInstance, Order

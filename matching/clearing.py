@@ -23,7 +23,7 @@ from matching.result import ClearingResult
 from matching.search import Allocation, select, solve_fixed
 from matching.ties import apply_tie_rule
 
-DEFAULT_MIP_GAP = 1e-6
+DEFAULT_MIP_GAP = 1e-4
 
 
 def _decimal(value: int, exponent: int) -> Decimal:
@@ -66,6 +66,10 @@ class _Clearing:
         self.deadline = self.started + time_limit_s
         self.stats: dict[str, float] = {}
         self.book = build_book(instance)
+        n_blocks = len(self.book.block_orders)
+        # The final block choices and the blocks excluded as paradoxically accepted.
+        self.levels = np.zeros(n_blocks, dtype=np.int64)
+        self.excluded = np.zeros(n_blocks, dtype=bool)
 
     def settle(self, units: np.ndarray) -> tuple[np.ndarray, Prices]:
         """Applies the tie rule and prices the allocation."""
@@ -91,7 +95,7 @@ class _Clearing:
         self.stats["rows"] = float(model.linear.num_rows)
 
         n_blocks = len(book.block_orders)
-        excluded = np.zeros(n_blocks, dtype=bool)
+        excluded = self.excluded
         hit, solve_s, rounds = False, 0.0, 0
         allocation: Allocation | None = None
         status = "optimal"
@@ -132,7 +136,6 @@ class _Clearing:
             excluded |= paradox
         self.stats.update(solve_s=solve_s, rounds=float(rounds),
                           objective=allocation.objective)
-        self.excluded = excluded
         self.levels = allocation.levels
         return self.result(units, prices, None, hit, status)
 
@@ -178,13 +181,12 @@ class _Clearing:
                 for j, code in enumerate(codes):
                     nodes[code] = {t: _decimal(table[t, j], -4) for t in periods}
             if zonal and len(book.block_orders):
-                levels = getattr(self, "levels", np.zeros(len(book.block_orders), np.int64))
                 for b, s in enumerate(_block_surplus(book, prices)):
                     oid = book.orders[book.block_orders[b]].order_id
-                    if levels[b] == 0 and s is not None and s > 0:
+                    if self.levels[b] == 0 and s is not None and s > 0:
                         paradoxical.append(oid)
                 excluded = [book.orders[book.block_orders[b]].order_id
-                            for b in np.flatnonzero(getattr(self, "excluded", []))]
+                            for b in np.flatnonzero(self.excluded)]
         if not accepted and status != "empty":
             status = "empty"
             reason = reason or self._zero_reason(hit)
@@ -210,9 +212,11 @@ def clear(instance: ClearingInstance, *, time_limit_s: float = 60.0,
           mip_gap: float = DEFAULT_MIP_GAP) -> ClearingResult:
     """Clears the day-ahead book of `instance`.
 
-    `time_limit_s` bounds the search for the block selection; when it is cut short the best
-    selection found is used (or every block rejected), the divisible orders are still cleared
-    optimally, and `hit_time_limit` is set. `mip_gap` is the relative optimality gap the block
+    `time_limit_s` bounds the solve. When the search for the block selection is cut short, the
+    best selection found is used (or every block rejected), the divisible orders are still
+    cleared optimally (that last LP gets a fresh allowance of `time_limit_s`), and
+    `hit_time_limit` is set. A book without blocks is one LP; if that is cut short the result
+    trades nothing, with `hit_time_limit` set. `mip_gap` is the relative optimality gap the block
     selection is proven to (against the LP relaxation or CBC's bound).
     """
     return _Clearing(instance, time_limit_s, mip_gap).run()

@@ -10,12 +10,16 @@ consistent with an allocation exactly when
 * the price of a node equals its parent's unless the node's limit is exactly met, in which
   case it may be higher (the congestion price of that transformer or feeder, which is ≥ 0).
 
-Each node's feasible price interval is computed bottom-up (system ← transformers ← feeders),
-then prices are chosen top-down. The documented rule where the price is not unique: **take the
-midpoint of the feasible interval, rounded half-to-even to the 0.0001 tick; if only one end is
-finite, take that end**. Accepted block orders add "soft" bounds (a bid at or above the price,
-a listing at or below it in each of its periods), used when they fit the hard interval, so that
-blocks are kept in the money where the divisible orders leave room. All arithmetic is on
+Each node's feasible price interval is computed exactly (bottom-up projections of the order
+conditions, then top-down lower bounds). The documented rule where the price is not unique:
+**each price zone takes the midpoint of its feasible interval, rounded half-to-even to the
+0.0001 tick; if only one end is finite, that end**. Zones are chosen bottom-up: a zone behind a
+met limit first (from its own interval), then the zone above it, whose interval is capped by the
+prices chosen below (so a substation without orders of its own takes the lowest price below).
+
+Accepted block orders add "soft" bounds (a bid at or above the price, a listing at or below it
+in each of its periods), used when they fit the hard interval, so that blocks are kept in the
+money where the divisible orders leave room. All arithmetic is on
 integer ticks, so the result is exact and the same on every machine.
 """
 
@@ -123,14 +127,31 @@ def compute_prices(book: Book, units: np.ndarray, net: Flows) -> Prices:
         if bad.any():
             raise SolverError("the allocation admits no consistent prices (not optimal)")
 
-    system = _pick(h_r_lo, h_r_hi, s_r_lo, s_r_hi)
+    # Feasible range of each node's price given the whole tree: a node whose limit is met
+    # is at least its parent's lowest price; one whose limit is not met equals its parent.
+    r_lo = np.maximum(h_t_lo, h_r_lo[:, None])
+    t_lo = np.where(bind_t, r_lo, h_r_lo[:, None])
+    t_hi = np.where(bind_t, h_t_hi, h_r_hi[:, None])
+    parent_lo, parent_hi = t_lo[:, book.feeder_parent], t_hi[:, book.feeder_parent]
+    f_lo = np.where(bind_f, np.maximum(hard[0], parent_lo), parent_lo)
+    f_hi = np.where(bind_f, hard[1], parent_hi)
+
+    # Choose bottom-up so that every zone behind a met limit gets the midpoint of its own
+    # range; a parent is then capped by the prices chosen below it.
+    # A node whose range is unbounded both ways (nothing below it trades) is left to its parent.
+    feeder = np.where(bind_f, _pick(f_lo, f_hi, *soft), NO_PRICE)
+    chosen_f = feeder != NO_PRICE
+    cap_t = np.full((len(book.transformers), book.periods), POS, dtype=np.int64)
+    np.minimum.at(cap_t, book.feeder_parent, np.where(chosen_f, feeder, POS).T)
+    cap_t = cap_t.T
+    trans = np.where(bind_t, _pick(t_lo, np.minimum(t_hi, cap_t), s_t_lo,
+                                   np.minimum(s_t_hi, cap_t)), NO_PRICE)
+    chosen_t = trans != NO_PRICE
+    cap_r = np.where(chosen_t, trans, cap_t).min(axis=1, initial=POS)
+    system = _pick(h_r_lo, np.minimum(h_r_hi, cap_r), s_r_lo, np.minimum(s_r_hi, cap_r))
     system = np.where(has_orders, system, NO_PRICE)
-    parent = system[:, None]
-    trans = np.where(bind_t, _pick(np.maximum(h_t_lo, parent), h_t_hi,
-                                   np.maximum(s_t_lo, parent), s_t_hi), parent)
-    parent = trans[:, book.feeder_parent]
-    feeder = np.where(bind_f, _pick(np.maximum(hard[0], parent), hard[1],
-                                    np.maximum(soft[0], parent), soft[1]), parent)
+    trans = np.where(chosen_t, trans, system[:, None])
+    feeder = np.where(chosen_f, feeder, trans[:, book.feeder_parent])
     no_price = (system == NO_PRICE)[:, None]
     return Prices(system=system, transformer=np.where(no_price, NO_PRICE, trans),
                   feeder=np.where(no_price, NO_PRICE, feeder))

@@ -10,6 +10,7 @@ the MIP that CBC sees is small.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from matching.lp import solve_lp, solve_mip
 from matching.model import ClearingModel, fixed_bounds
 
 INTEGRALITY_TOLERANCE = 1e-6
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +55,7 @@ def solve_fixed(book: Book, model: ClearingModel, levels: np.ndarray,
     lb, ub = fixed_bounds(model, levels)
     solution = solve_lp(model.linear, lb, ub, time_limit_s=time_limit_s)
     if solution.status != "optimal":
-        return None, solution.wall_s, solution.status == "not_solved"
+        return None, solution.wall_s, solution.status in ("not_solved", "feasible")
     x = solution.x[:model.num_div]
     rounded = np.rint(x)
     if len(x) and np.abs(x - rounded).max() > INTEGRALITY_TOLERANCE:
@@ -104,6 +107,9 @@ def select(book: Book, model: ClearingModel, excluded: np.ndarray, *, deadline: 
             return fallback(True)
         raise SolverError(f"the clearing relaxation is {relaxed.status}")
     upper = relaxed.objective
+    fractional = int(((relaxed.x[model.block_col] % 1) > INTEGRALITY_TOLERANCE).sum())
+    log.debug("relaxation %.6f in %.2f s, %d fractional block(s)", upper, relaxed.wall_s,
+              fractional)
 
     incumbent, wall, _ = solve_fixed(book, model, _round_down(book, relaxed.x[model.block_col]),
                                      max(_remaining(deadline), final_allowance_s))
@@ -114,6 +120,8 @@ def select(book: Book, model: ClearingModel, excluded: np.ndarray, *, deadline: 
         solve_s += wall
         if incumbent is None:
             return Selection(None, "feasible", hit, upper, solve_s)
+    log.debug("rounded incumbent %.6f (gap %.2e)", incumbent.objective,
+              (upper - incumbent.objective) / max(abs(upper), 1.0))
     tolerance = mip_gap * max(abs(upper), 1.0)
     if upper - incumbent.objective <= tolerance:
         return Selection(incumbent, "optimal", False, upper, solve_s)
@@ -130,8 +138,12 @@ def select(book: Book, model: ClearingModel, excluded: np.ndarray, *, deadline: 
     at_upper = (x >= ub[integer_cols] - INTEGRALITY_TOLERANCE) & (rc > gap)
     ub[integer_cols[at_lower]] = lb[integer_cols[at_lower]]
     lb[integer_cols[at_upper]] = ub[integer_cols[at_upper]]
+    log.debug("reduced-cost fixing leaves %d of %d integer column(s) free",
+              int((lb[integer_cols] < ub[integer_cols]).sum()), len(integer_cols))
     mip = solve_mip(model.linear, lb, ub, time_limit_s=_remaining(deadline), mip_gap=mip_gap)
     solve_s += mip.wall_s
+    log.debug("cbc %s %.6f (bound %.6f) in %.2f s", mip.status, mip.objective,
+              mip.best_bound, mip.wall_s)
     proven = mip.status in ("optimal", "infeasible")  # infeasible: nothing beats the incumbent
     best, status, hit = incumbent, "feasible", not proven
     if mip.x is not None and mip.objective > incumbent.objective:
