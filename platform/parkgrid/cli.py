@@ -164,6 +164,35 @@ def market_set_gate(closure: str, park_code: str | None) -> None:
                    f"{calendar.gate_closure(park, new_day).isoformat()}")
 
 
+@market.command("set-rules")
+@click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
+@click.option("--scope", type=click.Choice(["park", "substation", "transformer"]),
+              help="Who may trade with whom: the whole park, or only behind one substation "
+                   "or one transformer.")
+@click.option("--pricing", type=click.Choice(["zonal", "pay_as_bid"]))
+@click.option("--ties", type=click.Choice(["pro_rata", "time_priority"]))
+def market_set_rules(park_code: str | None, scope: str | None, pricing: str | None,
+                     ties: str | None) -> None:
+    """Set the park's clearing rules; they apply to the next clearing run."""
+    from sqlalchemy import select
+
+    from .models import Park
+    from .wiring import Platform
+
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        parks = session.scalars(select(Park).where(Park.code == park_code) if park_code
+                                else select(Park)).all()
+        if len(parks) != 1:
+            raise click.ClickException("name the park with --park" if parks else "no such park")
+        park = parks[0]
+        park.trade_scope = scope or park.trade_scope
+        park.pricing_rule = pricing or park.pricing_rule
+        park.tie_rule = ties or park.tie_rule
+        click.echo(f"{park.code}: scope {park.trade_scope}, pricing {park.pricing_rule}, "
+                   f"ties {park.tie_rule}")
+
+
 @main.group()
 def outbox() -> None:
     """Records waiting for the chain."""

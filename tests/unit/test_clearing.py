@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 import matching
 from parkgrid.canonical import merkle_root, uuid_to_bytes32
-from parkgrid.models import ClearingRun, Order, User
+from parkgrid.models import ClearingRun, Order, Park, User
 from parkgrid.services import calendar, clearing, clearing_view
 from parkgrid.services import orders as order_service
 from parkgrid.services.errors import Conflict, Forbidden
@@ -83,8 +83,9 @@ def test_the_derated_transformer_binds_and_prices_split_into_zones(book):
         run = session.get(ClearingRun, run_id)
         park = run.park
         instance, _orders = clearing.build_instance(session, park, day)
-        result = matching.ClearingResult.from_canonical_bytes(run.result_file)
-        assert matching.check(instance, result) == []
+        result = clearing.DayResult.from_canonical_bytes(run.result_file)
+        ((key, group),) = result.groups  # the demo park trades park-wide
+        assert key == "park" and matching.check(instance, group) == []
         summary = clearing_view.run_summary(run)
         # Congestion rent: (0.05 − 0.03) yuan/kVA·h × 198.5 kVA for one hour.
         assert Decimal(summary["congestion_rent_yuan"]) == Decimal("3.97")
@@ -120,7 +121,7 @@ def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(b
         assert "0x" + on_chain.result_root.hex() == run.result_root
         events = market.trade_events(day_number, 1)
         orders = {o.public_id: o for o in session.scalars(select(Order))}
-        lines = clearing.trade_lines(run.park, matching.ClearingResult.from_canonical_bytes(
+        lines = clearing.trade_lines(run.park, clearing.DayResult.from_canonical_bytes(
             run.result_file), orders)
         assert [(e.order_id, e.quantity, e.amount_fen) for e in events] == [
             (uuid_to_bytes32(line.order_public_id), line.quantity_tenths_kvah, line.amount_fen)
@@ -199,3 +200,16 @@ def test_staff_pages_review_publish_and_void_and_others_are_refused(book, app, c
     page = client.get("/market/results").get_data(as_text=True)
     assert f'data-order="{ids["buy_high"]}"' in page and ids["buy_low"] not in page
     assert 'id="published-days"' in page and "198.5" in page
+
+
+def test_a_transformer_trade_scope_keeps_trades_behind_each_transformer(book):
+    platform, park_id, day, gate, ids = book
+    with platform.unit_of_work() as session:
+        session.get(Park, park_id).trade_scope = "transformer"
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    with platform.unit_of_work() as session:
+        run = session.get(ClearingRun, run_id)
+        result = clearing.DayResult.from_canonical_bytes(run.result_file)
+        # The seller and the bidders sit behind different transformers: nothing can trade.
+        assert len(result.groups) == 2 and run.allocations == []
+        assert clearing_view.run_summary(run)["reason"]

@@ -8,6 +8,8 @@ whose root is published on chain, so each enterprise's lines can be proved again
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -53,6 +55,93 @@ class TradeLine:
     def as_dict(self) -> dict:
         return {"order": self.order_public_id, "quantity_0_1kvah": self.quantity_tenths_kvah,
                 "amount_fen": self.amount_fen, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """A day's clearing: one matching result per group of enterprises the park's trade scope
+    lets trade together (the whole park, each substation, or each transformer).
+
+    Groups never share a limited asset, so clearing them apart is exact. The file holds each
+    group's canonical matching bytes unchanged, so each can be re-checked on its own.
+    """
+
+    scope: str
+    groups: tuple[tuple[str, matching.ClearingResult], ...]
+
+    @property
+    def accepted(self) -> dict:
+        return {k: v for _key, r in self.groups for k, v in r.accepted.items()}
+
+    @property
+    def order_prices(self) -> dict:
+        return {k: v for _key, r in self.groups for k, v in r.order_prices.items()}
+
+    @property
+    def status(self) -> str:
+        """The weakest of the groups' statuses that traded: feasible < optimal; else empty."""
+        statuses = {r.status for _key, r in self.groups}
+        for status in ("feasible", "optimal"):
+            if status in statuses:
+                return status
+        return "empty"
+
+    @property
+    def reason(self) -> str | None:
+        reasons = [(key, r.reason) for key, r in self.groups if r.reason]
+        if len(self.groups) == 1:
+            return reasons[0][1] if reasons else None
+        return "; ".join(f"{key}: {reason}" for key, reason in reasons) or None
+
+    @property
+    def welfare(self) -> Decimal:
+        return sum((r.welfare for _key, r in self.groups), Decimal(0))
+
+    @property
+    def congestion_rent(self) -> Decimal:
+        return sum((r.congestion_rent for _key, r in self.groups), Decimal(0))
+
+    @property
+    def hit_time_limit(self) -> bool:
+        return any(r.hit_time_limit for _key, r in self.groups)
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json({"scope": self.scope, "groups": [
+            {"key": key, "result": r.canonical_bytes().decode()} for key, r in self.groups]})
+
+    @property
+    def result_hash(self) -> str:
+        return "0x" + hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    @classmethod
+    def from_canonical_bytes(cls, data: bytes) -> DayResult:
+        document = json.loads(data)
+        return cls(document["scope"], tuple(
+            (g["key"], matching.ClearingResult.from_canonical_bytes(g["result"].encode()))
+            for g in document["groups"]))
+
+
+def scope_key(park: Park, enterprise) -> str:
+    """The group of the park's trade scope an enterprise trades in."""
+    if park.trade_scope == "substation":
+        return enterprise.feeder.transformer.substation.code
+    if park.trade_scope == "transformer":
+        return enterprise.feeder.transformer.code
+    return "park"
+
+
+def clear_day(park: Park, instance: matching.ClearingInstance, orders: dict[str, Order], *,
+              time_limit_s: float) -> DayResult:
+    """Clear each trade-scope group of the book on its own (the whole park by default)."""
+    groups: dict[str, list] = {}
+    for order in instance.orders:
+        groups.setdefault(scope_key(park, orders[order.order_id].enterprise), []).append(order)
+    if not groups:
+        groups = {"park": []}
+    return DayResult(park.trade_scope, tuple(
+        (key, matching.clear(dataclasses.replace(instance, orders=tuple(group)),
+                             time_limit_s=time_limit_s))
+        for key, group in sorted(groups.items())))
 
 
 def book(session: Session, park: Park, day: date) -> list[tuple[Order, dict]]:
@@ -171,7 +260,7 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
         run_number = 1 + (session.scalar(select(func.max(ClearingRun.run_number)).where(
             ClearingRun.park_id == park_id, ClearingRun.delivery_day == day)) or 0)
         instance, orders = build_instance(session, park, day)
-        result = matching.clear(instance, time_limit_s=time_limit_s)
+        result = clear_day(park, instance, orders, time_limit_s=time_limit_s)
         lines = trade_lines(park, result, orders)
         run = ClearingRun(
             park_id=park_id, delivery_day=day, run_number=run_number,
@@ -290,8 +379,7 @@ def _chain_clock_behind() -> Conflict:
 
 
 def _lines_from_file(park: Park, run: ClearingRun, orders: dict[str, Order]) -> list[TradeLine]:
-    result = matching.ClearingResult.from_canonical_bytes(run.result_file)
-    return trade_lines(park, result, orders)
+    return trade_lines(park, DayResult.from_canonical_bytes(run.result_file), orders)
 
 
 def void(platform, run_id: int, user_id: int, reason: str) -> ClearingRun:
