@@ -305,6 +305,10 @@ def record_order_on_chain(platform, order_id: int) -> str:
             return session.get(Order, order_id).chain_status
     with platform.unit_of_work() as session:
         order = session.get(Order, order_id, with_for_update=True)
+        if order.chain_path == ChainPath.BATCH:
+            # A batch took the order over while this task waited for the lock (the outbox
+            # batches orders that waited together): the batch task records it.
+            return order.chain_status
         pending = [a for a in order.actions if a.chain_status == ChainStatus.PENDING]
         if not pending:
             return order.chain_status
