@@ -123,6 +123,18 @@ def market() -> None:
     """Market rules of a park: gate closure, clearing."""
 
 
+def _one_park(session, park_code: str | None):
+    from sqlalchemy import select
+
+    from .models import Park
+
+    parks = session.scalars(select(Park).where(Park.code == park_code) if park_code
+                            else select(Park)).all()
+    if len(parks) != 1:
+        raise click.ClickException("name the park with --park" if parks else "no such park")
+    return parks[0]
+
+
 @market.command("set-gate")
 @click.argument("closure", metavar="HH:MM[:SS]")
 @click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
@@ -135,7 +147,7 @@ def market_set_gate(closure: str, park_code: str | None) -> None:
 
     from sqlalchemy import func, select
 
-    from .models import Enterprise, Order, Park
+    from .models import Enterprise, Order
     from .services import calendar
     from .wiring import Platform
 
@@ -145,11 +157,7 @@ def market_set_gate(closure: str, park_code: str | None) -> None:
         raise click.BadParameter(f"{closure!r} is not a time of day such as 12:00") from exc
     platform = Platform(_settings())
     with platform.unit_of_work() as session:
-        parks = session.scalars(select(Park).where(Park.code == park_code) if park_code
-                                else select(Park)).all()
-        if len(parks) != 1:
-            raise click.ClickException("name the park with --park" if parks else "no such park")
-        park = parks[0]
+        park = _one_park(session, park_code)
         day = calendar.open_delivery_day(park, calendar.utcnow())
         placed = session.scalar(select(func.count()).select_from(Order).join(Enterprise).where(
             Enterprise.park_id == park.id, Order.delivery_day == day))
@@ -174,18 +182,12 @@ def market_set_gate(closure: str, park_code: str | None) -> None:
 def market_set_rules(park_code: str | None, scope: str | None, pricing: str | None,
                      ties: str | None) -> None:
     """Set the park's clearing rules; they apply to the next clearing run."""
-    from sqlalchemy import select
 
-    from .models import Park
     from .wiring import Platform
 
     platform = Platform(_settings())
     with platform.unit_of_work() as session:
-        parks = session.scalars(select(Park).where(Park.code == park_code) if park_code
-                                else select(Park)).all()
-        if len(parks) != 1:
-            raise click.ClickException("name the park with --park" if parks else "no such park")
-        park = parks[0]
+        park = _one_park(session, park_code)
         park.trade_scope = scope or park.trade_scope
         park.pricing_rule = pricing or park.pricing_rule
         park.tie_rule = ties or park.tie_rule
