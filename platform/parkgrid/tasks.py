@@ -63,18 +63,23 @@ def get_platform() -> Platform:
 RETRYABLE = (ChainUnavailableError, ChainTimeoutError, OperationalError)
 
 
+def _retry_or_stay_pending(task, exc: Exception, what: str, pending_result):
+    """Retry a chain write through the broker; without one, leave it in the outbox."""
+    if task.request.is_eager:
+        # No broker to retry through: the write stays pending in the outbox and is sent
+        # again by the next outbox flush.
+        log.warning("%s stays pending: %s", what, exc)
+        return pending_result
+    raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
+
+
 @celery_app.task(bind=True, name="parkgrid.record_order", max_retries=20)
 def record_order(self, order_id: int) -> str:
     """Record an order's pending actions on chain (they stay in the outbox until then)."""
     try:
         return order_service.record_order_on_chain(get_platform(), order_id)
     except RETRYABLE as exc:
-        if self.request.is_eager:
-            # No broker to retry through: the order stays pending in the outbox and is
-            # sent again by the next outbox flush.
-            log.warning("order %s stays pending: %s", order_id, exc)
-            return "pending"
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+        return _retry_or_stay_pending(self, exc, f"order {order_id}", "pending")
 
 
 @celery_app.task(bind=True, name="parkgrid.record_batch", max_retries=20)
@@ -83,10 +88,7 @@ def record_batch(self, order_ids: list[int]) -> int:
     try:
         return order_service.record_batch_on_chain(get_platform(), order_ids)
     except RETRYABLE as exc:
-        if self.request.is_eager:
-            log.warning("orders %s stay pending: %s", order_ids, exc)
-            return 0
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from exc
+        return _retry_or_stay_pending(self, exc, f"orders {order_ids}", 0)
 
 
 @celery_app.task(name="parkgrid.flush_outbox")

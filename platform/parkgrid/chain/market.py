@@ -55,6 +55,12 @@ class OrderRecord:
     tx_hash: str | None
     account: str | None
 
+    @property
+    def actions(self) -> int:
+        """How many actions of the order the chain holds: the record and its amendments
+        count in `version`; a cancellation sets a flag instead of a version."""
+        return self.version + (1 if self.cancelled else 0)
+
 
 @dataclass(frozen=True)
 class BatchRecord:

@@ -83,7 +83,7 @@ def compare_order(market, order: Order) -> OrderComparison:
                   default=None)
     if content is None or chain["content_hash"] != content.content_hash:
         mismatches.append(N_("content hash differs"))
-    if record.version + (1 if record.cancelled else 0) != order.chain_version:
+    if record.actions != order.chain_version:
         mismatches.append(N_("version differs"))
     if bytes(record.enterprise_id) != enterprise_key(enterprise.code):
         mismatches.append(N_("enterprise differs"))

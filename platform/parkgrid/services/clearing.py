@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from eth_utils import keccak
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 import matching
 
@@ -328,58 +328,50 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
         user = session.get(User, user_id)
         signer = _staff_signer(session, platform, user)
         market = platform.market(session)
-        park = run.park
         day_number = int(run.delivery_day.strftime("%Y%m%d"))
-        _instance, orders = build_instance(session, park, run.delivery_day)
-        lines = _lines_from_file(park, run, orders)
-        if market.day(day_number) is None:
-            # No order of the day reached the chain, so the day was never opened there and
-            # there is nothing to anchor: the (empty) result is published off chain only.
-            pass
-        else:
-            record = market.clearing_run(day_number, run.run_number)
-            if not record.published:
-                # Trades go in fixed chunks in a fixed order, so a task that died part way
-                # through finds the first ones on chain and sends only the rest.
-                try:
-                    market.record_trades(signer, day_number, run.run_number, [
-                        market.trade_item(uuid_to_bytes32(line.order_public_id),
-                                          line.quantity_tenths_kvah, line.amount_fen,
-                                          line.leaf())
-                        for line in lines[record.trade_count:]])
-                except ChainRevertError as exc:
-                    if exc.error_name == "CapacityMarketGateOpen":
-                        raise _chain_clock_behind() from exc
-                    raise
-                try:
-                    receipt = market.publish_clearing(signer, day_number, run.run_number,
-                                                      bytes.fromhex(run.result_root[2:]),
-                                                      len(lines))
-                except ChainRevertError as exc:
-                    if exc.error_name == "CapacityMarketGateOpen":
-                        raise _chain_clock_behind() from exc
-                    if exc.error_name != "CapacityMarketAlreadyPublished":
-                        raise
-                    record = market.clearing_run(day_number, run.run_number)
-                else:
-                    run.publish_tx_hash = receipt.tx_hash
-                    run.publish_block_number = receipt.block_number
-            if record.published:
-                run.publish_block_number = record.published_block
+        # No order of the day reached the chain when the day was never opened there: there
+        # is nothing to anchor, and the (empty) result is published off chain only.
+        if market.day(day_number) is not None:
+            try:
+                _anchor(market, signer, run, day_number)
+            except ChainRevertError as exc:
+                if exc.error_name == "CapacityMarketGateOpen":
+                    # The chain judges the gate by its own block time, which may trail ours.
+                    raise Conflict(N_("The chain's clock has not reached the gate yet; "
+                                      "publish again in a few seconds.")) from exc
+                raise
         run.status = ClearingStatus.PUBLISHED
         run.published_by_id = user.id
         run.published_at = calendar.utcnow()
         return run
 
 
-def _chain_clock_behind() -> Conflict:
-    # The chain judges the gate by its own block time, which may trail the platform's clock.
-    return Conflict(N_("The chain's clock has not reached the gate yet; publish again in a "
-                       "few seconds."))
-
-
-def _lines_from_file(park: Park, run: ClearingRun, orders: dict[str, Order]) -> list[TradeLine]:
-    return trade_lines(park, DayResult.from_canonical_bytes(run.result_file), orders)
+def _anchor(market, signer, run: ClearingRun, day_number: int) -> None:
+    """Record the run's trades and publish its root, finishing what an earlier try began."""
+    result = DayResult.from_canonical_bytes(run.result_file)
+    session = object_session(run)
+    orders = {o.public_id: o for o in session.scalars(
+        select(Order).where(Order.public_id.in_(list(result.accepted))))}
+    lines = trade_lines(run.park, result, orders)
+    record = market.clearing_run(day_number, run.run_number)
+    if not record.published:
+        # Trades go in fixed chunks in a fixed order, so a task that died part way through
+        # finds the first ones on chain and sends only the rest.
+        market.record_trades(signer, day_number, run.run_number, [
+            market.trade_item(uuid_to_bytes32(line.order_public_id),
+                              line.quantity_tenths_kvah, line.amount_fen, line.leaf())
+            for line in lines[record.trade_count:]])
+        try:
+            receipt = market.publish_clearing(signer, day_number, run.run_number,
+                                              bytes.fromhex(run.result_root[2:]), len(lines))
+        except ChainRevertError as exc:
+            if exc.error_name != "CapacityMarketAlreadyPublished":
+                raise
+        else:
+            run.publish_tx_hash = receipt.tx_hash
+            run.publish_block_number = receipt.block_number
+            return
+    run.publish_block_number = market.clearing_run(day_number, run.run_number).published_block
 
 
 def void(platform, run_id: int, user_id: int, reason: str) -> ClearingRun:

@@ -318,7 +318,7 @@ def record_order_on_chain(platform, order_id: int) -> str:
         account = load_local_account(platform.keybox, enterprise.chain_account)
         for action in sorted(pending, key=lambda a: a.version):
             record = market.order(chain_order_id)
-            if _chain_version(record) < action.version:
+            if (0 if record is None else record.actions) < action.version:
                 try:
                     if action.action == OrderActionKind.NEW:
                         ensure_day_open(platform, session, market, enterprise.park,
@@ -344,7 +344,7 @@ def record_order_on_chain(platform, order_id: int) -> str:
                     return order.chain_status
                 record = market.order(chain_order_id)
             action.chain_status = ChainStatus.RECORDED
-            if _chain_version(record) == action.version:
+            if record.actions == action.version:
                 action.chain_tx_hash = record.tx_hash
                 action.chain_block_number = record.block_number
             order.chain_version = action.version
@@ -448,12 +448,6 @@ def ensure_day_open(platform, session: Session, market, park, delivery_day: date
             raise
 
 
-def pending_order_ids(session: Session) -> list[int]:
-    """The outbox: orders with an action not yet on chain (re-sent after an outage)."""
-    return list(session.scalars(
-        select(Order.id).where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)))
-
-
 def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
     """The outbox split for sending: batches, and orders to send one by one.
 
@@ -479,14 +473,6 @@ def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
         ids = [member.id for member in members]
         batches.extend(ids[i:i + MAX_BATCH] for i in range(0, len(ids), MAX_BATCH))
     return batches, sorted(singles)
-
-
-def _chain_version(record) -> int:
-    # The contract counts record and amendments in its version; a cancellation sets a flag
-    # instead, which is the platform's next version.
-    if record is None:
-        return 0
-    return record.version + (1 if record.cancelled else 0)
 
 
 def _day_number(day: date) -> int:

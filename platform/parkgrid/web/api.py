@@ -55,7 +55,7 @@ class OrderRequest(Schema):
 
 class OrderBatchRequest(Schema):
     orders = fields.List(fields.Nested(OrderRequest), required=True,
-                         validate=validate.Length(1, 500))
+                         validate=validate.Length(1, order_service.MAX_BATCH))
 
 
 class OrderActionResponse(Schema):
@@ -192,7 +192,7 @@ def create_order(body):
 @orders.doc(security=BEARER)
 @roles(Role.ENTERPRISE)
 def create_orders(body):
-    """Place up to 500 orders at once, all or none; they are recorded on chain in batches."""
+    """Place many orders at once (up to 500), all or none; recorded on chain in batches."""
     return submit_orders([_order_input(item) for item in body["orders"]])
 
 

@@ -26,11 +26,15 @@ def queue_chain_write(order) -> None:
     The action is committed before the task is queued, so a broker or chain outage leaves it
     in the outbox (chain status pending) instead of losing it.
     """
-    try:
-        tasks.record_order.delay(order.id)
-    except Exception:  # broker down: the outbox flush sends it later
-        log.exception("could not queue the chain write of order %s", order.id)
+    _queue(tasks.record_order, order.id)
     g.db.refresh(order)
+
+
+def _queue(task, *args) -> None:
+    try:
+        task.delay(*args)
+    except Exception:  # broker down: the outbox flush sends it later
+        log.exception("could not queue %s%s", task.name, args)
 
 
 def submit_order(data: service.OrderInput):
@@ -44,11 +48,7 @@ def submit_orders(items: list[service.OrderInput]):
     """Many orders at once, all or none; one task records them on chain in batches."""
     placed = service.create_orders(g.db, g.user, items, calendar.utcnow())
     g.db.commit()
-    ids = [order.id for order in placed]
-    try:
-        tasks.record_batch.delay(ids)
-    except Exception:  # broker down: the outbox flush sends them later
-        log.exception("could not queue the chain write of orders %s", ids)
+    _queue(tasks.record_batch, [order.id for order in placed])
     for order in placed:
         g.db.refresh(order)
     return placed
