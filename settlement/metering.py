@@ -37,6 +37,10 @@ class Quality(StrEnum):
     MISSING = "missing"
 
 
+# Quality flags in code order: columnar data stores a flag as its index here.
+QUALITY_ORDER = (Quality.ACTUAL, Quality.ESTIMATED, Quality.SUBSTITUTED, Quality.MISSING)
+
+
 def to_kw(value: Decimal | int) -> Decimal:
     """An exact kW value with three decimals; floats and finer precision are refused."""
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
@@ -64,15 +68,23 @@ def as_zone(zone: str | ZoneInfo) -> ZoneInfo:
 
 @dataclass(frozen=True)
 class Reading:
-    """One metered value: mean demand of `point` over the 15 minutes from `start`."""
+    """One metered value: mean demand of `point` over the 15 minutes from `start`.
+
+    `quality` is the flag the sender gave (a NEM12 file may deliver estimated or substituted
+    values); values read from a meter are `actual`. `missing` is not a value and is refused.
+    """
 
     point: str
     start: datetime
     kw: Decimal
+    quality: Quality = Quality.ACTUAL
 
     def __post_init__(self) -> None:
         require_aware(self.start, "reading start")
         object.__setattr__(self, "kw", to_kw(self.kw))
+        if Quality(self.quality) is Quality.MISSING:
+            raise MeteringInputError("a reading cannot have the quality 'missing'")
+        object.__setattr__(self, "quality", Quality(self.quality))
 
 
 @dataclass(frozen=True)
