@@ -7,7 +7,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
  * @title CapacityMarket
  * @notice Tamper-evident record of a capacity-right market in an industrial park: market
  * days with their gate closure, enterprises' orders (sell listings and buy bids) with their
- * amendments and cancellations, and the clearing results of each day.
+ * amendments and cancellations, the clearing results of each day, and the settlement runs
+ * of each delivery day and month.
  *
  * The platform keeps the full orders and results off chain; this contract keeps hashes of
  * them, who signed them and the blocks in which they were recorded, and it enforces the
@@ -27,17 +28,25 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
  * run's result root once, committing to the trade count. A published run can be voided, by
  * its number and with a reason, which opens the next run of the same day for re-clearing.
  *
+ * After delivery, each settlement run of a day (initial, final, re-runs) or of a month (the
+ * monthly roll-up) is anchored once ({publishSettlement}): the Merkle root of the metering
+ * data used, the hash of the deviation-rule version, the Merkle root of the statement lines,
+ * the hash of the canonical result file and the number of lines. Settlement runs are
+ * numbered from 1 per period and never replace each other; the latest is the one in force.
+ *
  * Roles:
  * - `DEFAULT_ADMIN_ROLE`: the platform operator (the deployer); grants and revokes roles.
  * - `REGISTRAR_ROLE`: binds enterprise accounts.
  * - `MARKET_OPERATOR_ROLE`: opens market days and sets their gate closure.
- * - `CLEARING_ROLE`: settlement staff; record trades, publish and void clearing results.
+ * - `CLEARING_ROLE`: settlement staff; record trades, publish and void clearing results,
+ *   publish settlement runs.
  */
 contract CapacityMarket is AccessControl {
     /// @notice Role allowed to bind chain accounts to enterprises.
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
 
-    /// @notice Role of settlement staff: records trades, publishes and voids clearing results.
+    /// @notice Role of settlement staff: records trades, publishes and voids clearing results,
+    /// publishes settlement runs.
     bytes32 public constant CLEARING_ROLE = keccak256("CLEARING_ROLE");
 
     /// @notice Role allowed to open market days (the platform operator).
@@ -45,6 +54,8 @@ contract CapacityMarket is AccessControl {
 
     uint8 private constant _SIDE_BUY = 1; // 0 = sell
     uint8 private constant _ACTION_CANCEL = 2; // 0 = new, 1 = amend
+    uint8 private constant _KIND_RERUN = 3; // 1 = initial, 2 = final: the day kinds end here
+    uint8 private constant _KIND_MONTHLY = 4;
 
     // One slot per enterprise: its current account and a small index, so an order can refer
     // to its enterprise with 8 bytes instead of a full 32-byte slot.
@@ -90,6 +101,32 @@ contract CapacityMarket is AccessControl {
     }
 
     /**
+     * @notice One published settlement run of a delivery day or month, as {settlementRun}
+     * returns it; all zero for a run never published.
+     * @dev Six slots: the four hashes, the kind, and the line count, block and publisher
+     * packed in one.
+     * @param kind 1 initial, 2 final, 3 re-run (of a day), 4 monthly (of a month).
+     * @param meteringRoot Merkle root of the metering data used (zero only for a monthly run,
+     * which works from the days' results).
+     * @param ruleHash Hash of the deviation-rule version applied.
+     * @param statementsRoot Merkle root of the run's statement lines.
+     * @param resultHash Hash of the run's canonical result file, kept off chain.
+     * @param lineCount The number of statement lines.
+     * @param blockNumber The block of its {SettlementPublished} event.
+     * @param publisher The clearing account that published it.
+     */
+    struct SettlementRun {
+        uint8 kind;
+        bytes32 meteringRoot;
+        bytes32 ruleHash;
+        bytes32 statementsRoot;
+        bytes32 resultHash;
+        uint32 lineCount;
+        uint64 blockNumber;
+        address publisher;
+    }
+
+    /**
      * @notice One item of {recordOrderBatch}.
      * @param orderId The order the item acts on.
      * @param action 0 new, 1 amend, 2 cancel.
@@ -129,6 +166,9 @@ contract CapacityMarket is AccessControl {
     // exactly these blocks instead of scanning the chain.
     mapping(uint32 deliveryDay => mapping(uint32 runNumber => uint64[])) private _tradeBlocks;
     uint64 private _enterpriseCount;
+    mapping(uint32 periodId => uint32) private _settlementRunCounts;
+    mapping(uint32 periodId => mapping(uint32 runNumber => SettlementRun)) private
+        _settlementRuns;
 
     /**
      * @notice Emitted when `account` becomes the account of `enterpriseId`.
@@ -282,6 +322,31 @@ contract CapacityMarket is AccessControl {
     );
 
     /**
+     * @notice Emitted when a settlement run is published.
+     * @param periodId The delivery day as YYYYMMDD, or the month as YYYYMM00.
+     * @param runNumber The period's settlement run (1 for the first).
+     * @param kind 1 initial, 2 final, 3 re-run, 4 monthly.
+     * @param meteringRoot Merkle root of the metering data used (zero for a monthly run
+     * without one).
+     * @param ruleHash Hash of the deviation-rule version applied.
+     * @param statementsRoot Merkle root of the run's statement lines.
+     * @param resultHash Hash of the run's canonical result file, kept off chain.
+     * @param lineCount The number of statement lines.
+     * @param publisher The clearing account that published it.
+     */
+    event SettlementPublished(
+        uint32 indexed periodId,
+        uint32 indexed runNumber,
+        uint8 kind,
+        bytes32 meteringRoot,
+        bytes32 ruleHash,
+        bytes32 statementsRoot,
+        bytes32 resultHash,
+        uint32 lineCount,
+        address publisher
+    );
+
+    /**
      * @notice The enterprise id or account given to {registerEnterprise} is zero.
      */
     error CapacityMarketInvalidEnterprise(bytes32 enterpriseId, address account);
@@ -410,6 +475,29 @@ contract CapacityMarket is AccessControl {
      * @notice {voidClearing} needs a non-empty reason.
      */
     error CapacityMarketReasonRequired(uint32 deliveryDay);
+
+    /**
+     * @notice `periodId` is neither a day YYYYMMDD nor a month YYYYMM00 of a year from 2000.
+     */
+    error CapacityMarketInvalidPeriod(uint32 periodId);
+
+    /**
+     * @notice `kind` is not 1 (initial), 2 (final) or 3 (re-run) for a day, nor 4 (monthly)
+     * for a month.
+     */
+    error CapacityMarketInvalidSettlementKind(uint32 periodId, uint8 kind);
+
+    /**
+     * @notice `runNumber` is not the next settlement run `expectedRun` of `periodId`; a
+     * lower number means that run is already published.
+     */
+    error CapacityMarketWrongSettlementRun(uint32 periodId, uint32 expectedRun, uint32 runNumber);
+
+    /**
+     * @notice A root or hash given to {publishSettlement} is zero (the metering root may be
+     * zero for a monthly run only).
+     */
+    error CapacityMarketInvalidSettlementHash(uint32 periodId, uint32 runNumber);
 
     /**
      * @notice Makes the deployer the platform operator (`DEFAULT_ADMIN_ROLE`).
@@ -728,6 +816,84 @@ contract CapacityMarket is AccessControl {
         emit ClearingVoided(deliveryDay, runNumber, run_.resultRoot, reason, _msgSender());
     }
 
+    // ---------------------------------------------------------------------- settlement
+
+    /**
+     * @notice Publishes settlement run `runNumber` of a delivery day or a month, once.
+     * @dev Only `CLEARING_ROLE`. The period need not be open or cleared on chain: a day
+     * without trades is still settled for deviations. Reverts with
+     * {CapacityMarketInvalidPeriod} for a `periodId` that is neither a day nor a month,
+     * {CapacityMarketInvalidSettlementKind} for a kind that does not fit it,
+     * {CapacityMarketWrongSettlementRun} unless `runNumber` is {settlementRunCount} + 1 (so
+     * a retried or duplicated submission is refused and names the next number), and
+     * {CapacityMarketInvalidSettlementHash} for a zero root or hash. Emits
+     * {SettlementPublished}.
+     * @param periodId The delivery day as YYYYMMDD, or the month as YYYYMM00 (year 2000 on).
+     * @param runNumber The period's next settlement run: 1, 2, ...
+     * @param kind 1 initial, 2 final, 3 re-run (day ids only); 4 monthly (month ids only).
+     * @param meteringRoot Merkle root of the metering data used (non-zero, except that a
+     * monthly run may give zero).
+     * @param ruleHash Hash of the deviation-rule version applied (non-zero).
+     * @param statementsRoot Merkle root of the run's statement lines (non-zero).
+     * @param resultHash Hash of the run's canonical result file (non-zero).
+     * @param lineCount The number of statement lines.
+     */
+    function publishSettlement(
+        uint32 periodId,
+        uint32 runNumber,
+        uint8 kind,
+        bytes32 meteringRoot,
+        bytes32 ruleHash,
+        bytes32 statementsRoot,
+        bytes32 resultHash,
+        uint32 lineCount
+    ) external onlyRole(CLEARING_ROLE) {
+        uint32 dayOfMonth = periodId % 100;
+        uint32 month = (periodId / 100) % 100;
+        if (
+            periodId < 20000100 || periodId > 99991231 || month < 1 || month > 12
+                || dayOfMonth > 31
+        ) {
+            revert CapacityMarketInvalidPeriod(periodId);
+        }
+        bool monthly = dayOfMonth == 0;
+        if (monthly ? kind != _KIND_MONTHLY : kind == 0 || kind > _KIND_RERUN) {
+            revert CapacityMarketInvalidSettlementKind(periodId, kind);
+        }
+        uint32 expectedRun = _settlementRunCounts[periodId] + 1;
+        if (runNumber != expectedRun) {
+            revert CapacityMarketWrongSettlementRun(periodId, expectedRun, runNumber);
+        }
+        if (
+            (meteringRoot == bytes32(0) && !monthly) || ruleHash == bytes32(0)
+                || statementsRoot == bytes32(0) || resultHash == bytes32(0)
+        ) {
+            revert CapacityMarketInvalidSettlementHash(periodId, runNumber);
+        }
+        _settlementRunCounts[periodId] = runNumber;
+        _settlementRuns[periodId][runNumber] = SettlementRun({
+            kind: kind,
+            meteringRoot: meteringRoot,
+            ruleHash: ruleHash,
+            statementsRoot: statementsRoot,
+            resultHash: resultHash,
+            lineCount: lineCount,
+            blockNumber: uint64(block.number),
+            publisher: _msgSender()
+        });
+        emit SettlementPublished(
+            periodId,
+            runNumber,
+            kind,
+            meteringRoot,
+            ruleHash,
+            statementsRoot,
+            resultHash,
+            lineCount,
+            _msgSender()
+        );
+    }
+
     // ---------------------------------------------------------------------- getters
 
     /**
@@ -837,6 +1003,31 @@ contract CapacityMarket is AccessControl {
         returns (uint64[] memory)
     {
         return _tradeBlocks[deliveryDay][runNumber];
+    }
+
+    /**
+     * @notice Returns settlement run `runNumber` of a day or month; all zero when it was
+     * never published.
+     * @param periodId The delivery day as YYYYMMDD, or the month as YYYYMM00.
+     * @param runNumber The run (1 for the first).
+     * @return The run; its `blockNumber` holds its {SettlementPublished} event.
+     */
+    function settlementRun(uint32 periodId, uint32 runNumber)
+        external
+        view
+        returns (SettlementRun memory)
+    {
+        return _settlementRuns[periodId][runNumber];
+    }
+
+    /**
+     * @notice Returns how many settlement runs of a day or month are published; the latest
+     * is the one in force.
+     * @param periodId The delivery day as YYYYMMDD, or the month as YYYYMM00.
+     * @return The number of runs (runs are numbered 1 to this).
+     */
+    function settlementRunCount(uint32 periodId) external view returns (uint32) {
+        return _settlementRunCounts[periodId];
     }
 
     /**

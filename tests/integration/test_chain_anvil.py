@@ -24,6 +24,8 @@ from parkgrid.chain import (
     ChainUnavailableError,
     JsonRpcChain,
     OrderRecord,
+    SettlementEvent,
+    SettlementRunRecord,
     connect,
     enterprise_key,
 )
@@ -32,6 +34,7 @@ from parkgrid.chain.anvil import ANVIL_EXECUTABLE
 pytestmark = pytest.mark.integration
 
 DAY = 20250615
+MONTH = 20250600
 ENTERPRISE_ID = enterprise_key("E-001")
 ADMIN = Account.from_key(ANVIL_DEFAULT_KEY)  # funded by every fresh anvil
 
@@ -81,6 +84,12 @@ def reads(market: CapacityMarket) -> tuple[object, ...]:
             market.clearing_run(DAY, 1), market.trade_events(DAY, 1))
 
 
+def anchors(label: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """(metering root, rule hash, statements root, result hash) of a settlement run."""
+    return (h(f"{label} metering"), h("deviation rules v1"), h(f"{label} statements"),
+            h(f"{label} result"))
+
+
 def test_market_survives_a_restart_with_state_and_a_reset_is_detected(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     enterprise = Account.create()
@@ -96,6 +105,9 @@ def test_market_survives_a_restart_with_state_and_a_reset_is_detected(tmp_path: 
         chain.set_next_block_timestamp(gate)
         market.record_trades(ADMIN, DAY, 1, [TRADE])
         market.publish_clearing(ADMIN, DAY, 1, h("root"), 1)
+        market.publish_settlement(ADMIN, DAY, 1, "initial", *anchors("initial"), 2)
+        settlement = (market.settlement_run(DAY, 1), market.settlement_events(DAY))
+        assert settlement[0] is not None and len(settlement[1]) == 1
 
         assert market.order(ORDER) == OrderRecord(
             ORDER, ENTERPRISE_ID, DAY, "sell", 2, False, h("v2"), amended.block_number,
@@ -110,6 +122,7 @@ def test_market_survives_a_restart_with_state_and_a_reset_is_detected(tmp_path: 
         market = CapacityMarket(chain, market.address)
         market.verify(chain_id)
         assert reads(market) == before
+        assert (market.settlement_run(DAY, 1), market.settlement_events(DAY)) == settlement
         # The nonces came back too: the enterprise goes on trading on the next day.
         market.open_day(ADMIN, DAY + 1, chain.latest_timestamp() + 100)
         market.record_order(enterprise, h("next"), ENTERPRISE_ID, DAY + 1, "buy", h("n1"))
@@ -233,6 +246,62 @@ def test_orders_before_the_gate_clearing_from_it(
         "deliveryDay": DAY, "gateClosure": gate, "blockTimestamp": gate + offset})
     assert chain.block_number() == block
     assert gate_state(gated) == before
+
+
+def test_settlement_runs_are_anchored_numbered_and_read_back(
+        gate_chain: GateChain, gated: CapacityMarket) -> None:
+    # DAY's gate is still ahead: settlement needs neither a closed gate nor a clearing.
+    chain, enterprise = gated.chain, gate_chain.enterprise
+    assert chain.latest_timestamp() < gate_chain.gate
+    expected = []
+    for run_number, kind in enumerate(("initial", "final", "rerun"), start=1):
+        hashes = anchors(kind)
+        receipt = gated.publish_settlement(ADMIN, DAY, run_number, kind, *hashes, run_number)
+        expected.append((receipt, run_number, kind, hashes))
+    month_hashes = (b"\x00" * 32, *anchors("month")[1:])
+    month = gated.publish_settlement(ADMIN, MONTH, 1, "monthly", *month_hashes, 30)
+    print(f"publishSettlement gas on anvil: {[r.gas_used for r, *_ in expected]}, "
+          f"monthly {month.gas_used}")
+
+    assert gated.settlement_run_count(DAY) == 3
+    assert [gated.settlement_run(DAY, n) for n in (1, 2, 3)] == [
+        SettlementRunRecord(DAY, n, kind, *hashes, n, r.block_number, ADMIN.address)
+        for r, n, kind, hashes in expected]
+    assert gated.settlement_events(DAY) == [
+        SettlementEvent(DAY, n, kind, *hashes, n, ADMIN.address, r.block_number, 0, r.tx_hash)
+        for r, n, kind, hashes in expected]
+    assert gated.settlement_events(MONTH) == [SettlementEvent(
+        MONTH, 1, "monthly", *month_hashes, 30, ADMIN.address, month.block_number, 0,
+        month.tx_hash)]
+
+    before = (gated.settlement_events(DAY), gated.settlement_events(MONTH))
+    block = chain.block_number()
+    refusals: list[tuple[Call, str, dict[str, object]]] = [
+        (lambda m, e: m.publish_settlement(ADMIN, DAY, 3, "rerun", *anchors("rerun"), 3),
+         "CapacityMarketWrongSettlementRun", {"periodId": DAY, "expectedRun": 4,
+                                              "runNumber": 3}),
+        (lambda m, e: m.publish_settlement(ADMIN, DAY, 5, "rerun", *anchors("skip"), 3),
+         "CapacityMarketWrongSettlementRun", {"periodId": DAY, "expectedRun": 4,
+                                              "runNumber": 5}),
+        (lambda m, e: m.publish_settlement(ADMIN, DAY, 4, "monthly", *anchors("m"), 3),
+         "CapacityMarketInvalidSettlementKind", {"periodId": DAY, "kind": 4}),
+        (lambda m, e: m.publish_settlement(ADMIN, MONTH, 2, "final", *anchors("m"), 3),
+         "CapacityMarketInvalidSettlementKind", {"periodId": MONTH, "kind": 2}),
+        (lambda m, e: m.publish_settlement(ADMIN, 20251300, 1, "monthly", *anchors("m"), 3),
+         "CapacityMarketInvalidPeriod", {"periodId": 20251300}),
+        (lambda m, e: m.publish_settlement(ADMIN, DAY, 4, "rerun", b"\x00" * 32,
+                                           *anchors("z")[1:], 3),
+         "CapacityMarketInvalidSettlementHash", {"periodId": DAY, "runNumber": 4}),
+        (lambda m, e: m.publish_settlement(e, DAY, 4, "rerun", *anchors("e"), 3),
+         "AccessControlUnauthorizedAccount", {"account": enterprise.address,
+                                              "neededRole": "0x" + h("CLEARING_ROLE").hex()}),
+    ]
+    for call, name, args in refusals:
+        with pytest.raises(ChainRevertError) as caught:
+            call(gated, enterprise)
+        assert (caught.value.error_name, caught.value.error_args) == (name, args)
+    assert chain.block_number() == block
+    assert (gated.settlement_events(DAY), gated.settlement_events(MONTH)) == before
 
 
 # =========================================================================== the node

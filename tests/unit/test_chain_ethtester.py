@@ -19,6 +19,7 @@ from web3.logs import DISCARD
 import parkgrid.chain.market as market_module
 from parkgrid.canonical import uuid_to_bytes32
 from parkgrid.chain import (
+    SETTLEMENT_KINDS,
     BatchRecord,
     CapacityMarket,
     ChainError,
@@ -30,6 +31,8 @@ from parkgrid.chain import (
     OrderRecord,
     Receipt,
     RunRecord,
+    SettlementEvent,
+    SettlementRunRecord,
     connect,
     enterprise_key,
     free_port,
@@ -41,12 +44,16 @@ from parkgrid.chain.market import role_id
 
 GAS_BUDGET_RECORD_ORDER = 75_000
 GAS_BUDGET_BATCH_ITEM = 5_000  # per item, in a batch of 100
+# Not a product budget: a ceiling that catches a layout regression. Six new storage slots
+# (~133k) plus the transaction, calldata, the event and the period's run count.
+GAS_CEILING_PUBLISH_SETTLEMENT = 190_000
 
 OPEN_DAY = 20250615  # open for orders: its gate is a month ahead
 CLOSED_DAY = 20250614  # past its gate, nothing recorded: ready to be cleared
 PUBLISHED_DAY = 20250613  # past its gate, run 1 published with one trade
 GATE_DAY = 20250617  # gate an hour after CLOSED_DAY's: the gate tests move time up to it
 NEW_DAY = 20250616  # never opened
+MONTH = 20250600  # June 2025, for monthly settlement runs
 ZERO32 = b"\x00" * 32
 
 
@@ -225,6 +232,11 @@ CASES: dict[str, Case] = {
         lambda w, a: send(w, a, "revokeRole", role_id("CLEARING_ROLE"), w.clearing.address),
         lambda w: w.market.has_role("CLEARING_ROLE", w.clearing.address)),
     # Only a role's holder may renounce it: here, clearing staff renouncing their own role.
+    "publishSettlement": Case(
+        "clearing", "CLEARING_ROLE",
+        lambda w, a: w.market.publish_settlement(a, NEW_DAY, 1, "initial", *anchors("matrix"),
+                                                 12),
+        lambda w: (w.market.settlement_run_count(NEW_DAY), w.market.settlement_run(NEW_DAY, 1))),
     "renounceRole": Case(
         "clearing", "self",
         lambda w, a: send(w, a, "renounceRole", role_id("CLEARING_ROLE"), w.clearing.address),
@@ -798,6 +810,209 @@ def test_a_late_void_of_a_voided_run_never_voids_the_next(w: World) -> None:
     assert w.market.day(PUBLISHED_DAY).current_run == 3  # type: ignore[union-attr]
 
 
+# =========================================================================== settlement
+
+def anchors(label: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """(metering root, rule hash, statements root, result hash) of a settlement run."""
+    return (h(f"{label} metering"), h("deviation rules v1"), h(f"{label} statements"),
+            h(f"{label} result"))
+
+
+def settled(w: World, receipt: Receipt, period_id: int, run_number: int, kind: str,
+            hashes: tuple[bytes, bytes, bytes, bytes], line_count: int,
+            ) -> tuple[SettlementRunRecord, SettlementEvent]:
+    """The record and the event a settlement run published with `receipt` should read as."""
+    record = SettlementRunRecord(period_id, run_number, kind, *hashes, line_count,
+                                 receipt.block_number, w.clearing.address)
+    # One transaction per block here, with one event: its log index is 0.
+    event = SettlementEvent(period_id, run_number, kind, *hashes, line_count,
+                            w.clearing.address, receipt.block_number, 0, receipt.tx_hash)
+    return record, event
+
+
+def test_settlement_runs_of_a_day_and_a_month_are_numbered_and_read_back(w: World) -> None:
+    # NEW_DAY was never opened for trading: it is settled (for deviations) all the same.
+    assert w.market.settlement_run_count(NEW_DAY) == 0
+    assert w.market.settlement_run(NEW_DAY, 1) is None
+    assert w.market.settlement_events(NEW_DAY) == []
+
+    expected = []
+    for run_number, kind in enumerate(("initial", "final", "rerun"), start=1):
+        hashes = anchors(f"{NEW_DAY} run {run_number}")
+        receipt = w.market.publish_settlement(w.clearing, NEW_DAY, run_number, kind, *hashes,
+                                              100 + run_number)
+        assert events(w, "SettlementPublished", receipt) == [{
+            "periodId": NEW_DAY, "runNumber": run_number, "kind": SETTLEMENT_KINDS[kind],
+            "meteringRoot": hashes[0], "ruleHash": hashes[1], "statementsRoot": hashes[2],
+            "resultHash": hashes[3], "lineCount": 100 + run_number,
+            "publisher": w.clearing.address}]
+        expected.append(settled(w, receipt, NEW_DAY, run_number, kind, hashes,
+                                100 + run_number))
+        # Other periods' runs in between: each period counts its own runs.
+        w.market.publish_settlement(w.clearing, 20250700 + run_number, 1, "initial",
+                                    *anchors(f"other {run_number}"), 7)
+    # The monthly roll-up works from the days' results: it may give no metering root.
+    month_hashes = (ZERO32, *anchors("month")[1:])
+    month = w.market.publish_settlement(w.clearing, MONTH, 1, "monthly", *month_hashes, 3_000)
+
+    assert w.market.settlement_run_count(NEW_DAY) == 3
+    assert [w.market.settlement_run(NEW_DAY, n) for n in (1, 2, 3)] == [r for r, _ in expected]
+    assert w.market.settlement_run(NEW_DAY, 4) is None
+    assert w.market.settlement_events(NEW_DAY) == [e for _, e in expected]
+    month_record, month_event = settled(w, month, MONTH, 1, "monthly", month_hashes, 3_000)
+    assert w.market.settlement_run_count(MONTH) == 1
+    assert w.market.settlement_run(MONTH, 1) == month_record
+    assert w.market.settlement_events(MONTH) == [month_event]
+    assert w.market.settlement_run_count(20250702) == 1
+    # Settling neither opens nor clears a day.
+    assert w.market.day(NEW_DAY) is None
+    assert w.market.day(PUBLISHED_DAY).published  # type: ignore[union-attr]
+
+
+def test_a_settlement_run_is_written_once_and_numbered_in_order(w: World) -> None:
+    first_hashes = anchors("first")
+    w.market.publish_settlement(w.clearing, CLOSED_DAY, 1, "initial", *first_hashes, 10)
+    first = w.market.settlement_run(CLOSED_DAY, 1)
+
+    # A retried submission of run 1, another run 1, run 3 skipping 2, and run 0.
+    for run_number, hashes in ((1, first_hashes), (1, anchors("other")), (3, anchors("skip")),
+                               (0, anchors("zero"))):
+        error = refused(w, lambda r=run_number, x=hashes: w.market.publish_settlement(
+            w.clearing, CLOSED_DAY, r, "final", *x, 10))
+        assert (error.error_name, error.error_args) == ("CapacityMarketWrongSettlementRun", {
+            "periodId": CLOSED_DAY, "expectedRun": 2, "runNumber": run_number})
+    assert str(error).startswith(f"CapacityMarketWrongSettlementRun: settlement run 0 of "
+                                 f"period {CLOSED_DAY} is not its next run 2")
+    assert w.market.settlement_run(CLOSED_DAY, 1) == first
+    assert w.market.settlement_run_count(CLOSED_DAY) == 1
+
+    # A fresh period starts at 1.
+    error = refused(w, lambda: w.market.publish_settlement(w.clearing, MONTH, 2, "monthly",
+                                                           *anchors("month"), 1))
+    assert error.error_args == {"periodId": MONTH, "expectedRun": 1, "runNumber": 2}
+    w.market.publish_settlement(w.clearing, CLOSED_DAY, 2, "final", *anchors("second"), 11)
+    assert w.market.settlement_run_count(CLOSED_DAY) == 2
+    assert w.market.settlement_run(CLOSED_DAY, 2).kind == "final"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("period_id", "kind"), [
+    (NEW_DAY, 4), (NEW_DAY, 0), (NEW_DAY, 5), (NEW_DAY, 255),
+    (MONTH, 1), (MONTH, 2), (MONTH, 3), (MONTH, 0), (MONTH, 5)])
+def test_settlement_kind_must_fit_the_period(w: World, period_id: int, kind: int) -> None:
+    # Raw codes, so kinds the client has no name for reach the contract.
+    error = refused(w, lambda: send(w, w.clearing, "publishSettlement", period_id, 1, kind,
+                                    *anchors("kind"), 5))
+    assert (error.error_name, error.error_args) == (
+        "CapacityMarketInvalidSettlementKind", {"periodId": period_id, "kind": kind})
+    assert w.market.settlement_run_count(period_id) == 0
+
+
+@pytest.mark.parametrize("period_id", [
+    0, 19991231, 19990100, 20001300, 20250000, 20250632, 20250199, 2025061, 202506,
+    1718409600, 100000100, 2**32 - 1])
+def test_settlement_period_must_be_a_day_or_a_month(w: World, period_id: int) -> None:
+    for kind in ("initial", "monthly"):
+        error = refused(w, lambda k=kind: w.market.publish_settlement(
+            w.clearing, period_id, 1, k, *anchors("period"), 5))
+        assert (error.error_name, error.error_args) == (
+            "CapacityMarketInvalidPeriod", {"periodId": period_id})
+    assert w.market.settlement_run_count(period_id) == 0
+
+
+@pytest.mark.parametrize(("period_id", "kind"), [
+    (20000100, "monthly"), (20000101, "initial"), (99991231, "rerun"), (99991200, "monthly"),
+    (20250231, "final")])  # a shape check, not a calendar: February 31st passes
+def test_settlement_period_edges_are_accepted(w: World, period_id: int, kind: str) -> None:
+    w.market.publish_settlement(w.clearing, period_id, 1, kind, *anchors("edge"), 5)
+    assert w.market.settlement_run(period_id, 1).kind == kind  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("zero", range(4))
+@pytest.mark.parametrize(("period_id", "kind"), [(NEW_DAY, "initial"), (NEW_DAY, "rerun"),
+                                                 (MONTH, "monthly")])
+def test_settlement_roots_and_hashes_must_be_non_zero(
+        w: World, period_id: int, kind: str, zero: int) -> None:
+    hashes = list(anchors("zero"))
+    hashes[zero] = ZERO32
+    if kind == "monthly" and zero == 0:  # the one zero allowed
+        w.market.publish_settlement(w.clearing, period_id, 1, kind, *hashes, 5)
+        assert w.market.settlement_run(period_id, 1).metering_root == ZERO32  # type: ignore
+        return
+    error = refused(w, lambda: w.market.publish_settlement(w.clearing, period_id, 1, kind,
+                                                           *hashes, 5))
+    assert (error.error_name, error.error_args) == (
+        "CapacityMarketInvalidSettlementHash", {"periodId": period_id, "runNumber": 1})
+    assert w.market.settlement_run(period_id, 1) is None
+
+
+def test_a_settlement_run_may_have_no_lines(w: World) -> None:
+    w.market.publish_settlement(w.clearing, NEW_DAY, 1, "initial", *anchors("empty"), 0)
+    assert w.market.settlement_run(NEW_DAY, 1).line_count == 0  # type: ignore[union-attr]
+
+
+def test_only_settlement_staff_publish_settlement_runs(w: World) -> None:
+    # The deployer holds every other platform role; an enterprise holds none.
+    for signer in (w.deployer, w.enterprise, w.newcomer):
+        error = refused(w, lambda s=signer: w.market.publish_settlement(
+            s, NEW_DAY, 1, "initial", *anchors("stranger"), 5))
+        assert (error.error_name, error.error_args) == ("AccessControlUnauthorizedAccount", {
+            "account": signer.address, "neededRole": hex32(role_id("CLEARING_ROLE"))})
+    assert w.market.settlement_run_count(NEW_DAY) == 0
+    # Granting the role is what lets a new staff member publish.
+    w.market.grant_role(w.deployer, "CLEARING_ROLE", w.newcomer.address)
+    w.market.publish_settlement(w.newcomer, NEW_DAY, 1, "initial", *anchors("staff"), 5)
+    assert w.market.settlement_run(NEW_DAY, 1).publisher == w.newcomer.address  # type: ignore
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"kind": "weekly"}, "kind must be one of"),
+    ({"kind": 1}, "kind must be one of"),
+    ({"period_id": 2**32}, "period_id must be an unsigned 32"),
+    ({"run_number": -1}, "run_number must be an unsigned 32"),
+    ({"line_count": 2**32}, "line_count must be an unsigned 32"),
+    ({"rule_hash": b"short"}, "rule_hash must be 32 bytes"),
+    ({"metering_root": None}, "metering_root must be 32 bytes"),
+    ({"result_hash": "0x" + "11" * 32}, "result_hash must be 32 bytes"),
+])
+def test_bad_settlement_arguments_are_refused_before_anything_is_sent(
+        w: World, change: dict[str, Any], message: str) -> None:
+    metering_root, rule_hash, statements_root, result_hash = anchors("args")
+    arguments = {"period_id": NEW_DAY, "run_number": 1, "kind": "initial",
+                 "metering_root": metering_root, "rule_hash": rule_hash,
+                 "statements_root": statements_root, "result_hash": result_hash,
+                 "line_count": 5} | change
+    block = w.chain.block_number()
+    with pytest.raises(ValueError, match=message):
+        w.market.publish_settlement(w.clearing, **arguments)
+    assert w.chain.block_number() == block
+
+
+def test_settlement_events_whose_logs_are_gone_are_reported(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w.market.publish_settlement(w.clearing, NEW_DAY, 1, "initial", *anchors("pruned"), 5)
+    # As on a node that has pruned old logs: the getter knows the run, the logs are empty.
+    monkeypatch.setattr(w.market.contract.events.SettlementPublished, "get_logs",
+                        lambda **kwargs: [])
+    with pytest.raises(ChainResetError, match=f"period {NEW_DAY} holds 1 settlement runs"):
+        w.market.settlement_events(NEW_DAY)
+
+
+def test_settlement_events_read_only_the_blocks_the_runs_name(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    receipts = [w.market.publish_settlement(w.clearing, NEW_DAY, n, kind, *anchors(kind), n)
+                for n, kind in ((1, "initial"), (2, "final"))]
+    ranges = []
+    get_logs = w.market.contract.events.SettlementPublished.get_logs
+
+    def spy(**kwargs: Any) -> Any:
+        ranges.append((kwargs["from_block"], kwargs["to_block"]))
+        return get_logs(**kwargs)
+
+    monkeypatch.setattr(w.market.contract.events.SettlementPublished, "get_logs", spy)
+    assert [e.run_number for e in w.market.settlement_events(NEW_DAY)] == [1, 2]
+    assert ranges == [(r.block_number, r.block_number) for r in receipts]
+
+
 # =========================================================================== gas
 
 def test_record_order_gas_is_within_budget(w: World) -> None:
@@ -818,6 +1033,19 @@ def test_record_order_batch_gas_per_item_is_within_budget(w: World) -> None:
                                           items)
     per_item = receipt.gas_used / len(items)
     assert per_item <= GAS_BUDGET_BATCH_ITEM, (receipt.gas_used, per_item)
+
+
+def test_publish_settlement_gas(w: World) -> None:
+    # Hashes as the platform makes them (keccak: no zero bytes to save calldata gas).
+    gas = {kind: w.market.publish_settlement(w.clearing, NEW_DAY, n, kind, *anchors(kind),
+                                             5_000).gas_used
+           for n, kind in enumerate(("initial", "final", "rerun"), start=1)}
+    gas["monthly"] = w.market.publish_settlement(
+        w.clearing, MONTH, 1, "monthly", ZERO32, *anchors("monthly")[1:], 300).gas_used
+    # The first run of a period also starts its run count (a zero-to-non-zero write).
+    assert gas["final"] == gas["rerun"] < gas["initial"] - 15_000, gas
+    assert max(gas.values()) <= GAS_CEILING_PUBLISH_SETTLEMENT, gas
+    print(f"publishSettlement gas: {gas}")
 
 
 # =========================================================================== adapter

@@ -43,19 +43,22 @@ def test_artefact_exposes_the_contract_interface() -> None:
     functions = {
         "registerEnterprise", "openDay", "recordOrder", "amendOrder", "cancelOrder",
         "recordOrderBatch", "recordTrades", "publishClearing", "voidClearing",
+        "publishSettlement", "settlementRun", "settlementRunCount",
         "day", "clearingRun", "runTrades", "runTradeBlocks", "order", "batch",
         "accountOf", "enterpriseOf", "REGISTRAR_ROLE", "MARKET_OPERATOR_ROLE", "CLEARING_ROLE",
     }
     events = {
         "EnterpriseRegistered", "DayOpened", "OrderRecorded", "OrderAmended", "OrderCancelled",
         "OrderActionBatched", "OrderBatchRecorded", "TradeRecorded", "ClearingPublished",
-        "ClearingVoided",
+        "ClearingVoided", "SettlementPublished",
     }
     errors = {
         "CapacityMarketNotEnterpriseAccount", "CapacityMarketGateClosed",
         "CapacityMarketGateOpen", "CapacityMarketOrderExists", "CapacityMarketBatchExists",
         "CapacityMarketAlreadyPublished", "CapacityMarketTradeCountMismatch",
         "CapacityMarketWrongRun", "AccessControlUnauthorizedAccount",
+        "CapacityMarketInvalidPeriod", "CapacityMarketInvalidSettlementKind",
+        "CapacityMarketWrongSettlementRun", "CapacityMarketInvalidSettlementHash",
     }
     expected = ({("function", n) for n in functions} | {("event", n) for n in events}
                 | {("error", n) for n in errors})
@@ -83,3 +86,27 @@ def test_order_recorded_is_lean() -> None:
         ("orderId", "bytes32", True), ("enterpriseId", "bytes32", False),
         ("deliveryDay", "uint32", True), ("side", "uint8", False),
         ("contentHash", "bytes32", False)]
+
+
+def test_settlement_interface() -> None:
+    artefact = load_artefact("CapacityMarket")
+    hashes = [("meteringRoot", "bytes32"), ("ruleHash", "bytes32"),
+              ("statementsRoot", "bytes32"), ("resultHash", "bytes32")]
+    assert _signature(artefact, "function", "publishSettlement") == [
+        ("periodId", "uint32", False), ("runNumber", "uint32", False), ("kind", "uint8", False),
+        *((name, kind, False) for name, kind in hashes), ("lineCount", "uint32", False)]
+    # Searchable by period and run; everything else is data.
+    assert _signature(artefact, "event", "SettlementPublished") == [
+        ("periodId", "uint32", True), ("runNumber", "uint32", True), ("kind", "uint8", False),
+        *((name, kind, False) for name, kind in hashes), ("lineCount", "uint32", False),
+        ("publisher", "address", False)]
+    # The client finds a run's event in the one block the getter returns.
+    (getter,) = [e for e in artefact["abi"] if e.get("name") == "settlementRun"]
+    (output,) = getter["outputs"]
+    assert [(c["name"], c["type"]) for c in output["components"]] == [
+        ("kind", "uint8"), *hashes, ("lineCount", "uint32"), ("blockNumber", "uint64"),
+        ("publisher", "address")]
+    # The client tells "already published" from the expected run number.
+    assert _signature(artefact, "error", "CapacityMarketWrongSettlementRun") == [
+        ("periodId", "uint32", False), ("expectedRun", "uint32", False),
+        ("runNumber", "uint32", False)]

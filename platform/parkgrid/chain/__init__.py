@@ -18,11 +18,14 @@ from .errors import (
     ChainUnavailableError,
 )
 from .market import (
+    SETTLEMENT_KINDS,
     BatchRecord,
     CapacityMarket,
     DayRecord,
     OrderRecord,
     RunRecord,
+    SettlementEvent,
+    SettlementRunRecord,
     TradeEvent,
     enterprise_key,
 )
@@ -43,6 +46,9 @@ __all__ = [
     "JsonRpcChain",
     "OrderRecord",
     "RunRecord",
+    "SETTLEMENT_KINDS",
+    "SettlementEvent",
+    "SettlementRunRecord",
     "TradeEvent",
     "Receipt",
     "connect",

@@ -101,6 +101,18 @@ REVERT_MESSAGES: dict[str, str] = {
     "CapacityMarketReasonRequired": "voiding day {deliveryDay} needs a reason",
     "AccessControlUnauthorizedAccount": "account {account} does not hold role {neededRole}",
     "AccessControlBadConfirmation": "a role can only be renounced by its holder",
+    "CapacityMarketInvalidPeriod": (
+        "period {periodId} is neither a day YYYYMMDD nor a month YYYYMM00 from the year 2000"
+    ),
+    "CapacityMarketInvalidSettlementKind": (
+        "settlement kind {kind} does not fit period {periodId} (1-3 for a day, 4 for a month)"
+    ),
+    "CapacityMarketWrongSettlementRun": (
+        "settlement run {runNumber} of period {periodId} is not its next run {expectedRun}"
+    ),
+    "CapacityMarketInvalidSettlementHash": (
+        "settlement run {runNumber} of period {periodId} needs non-zero roots and hashes"
+    ),
 }
 
 # Role ids are hashes; name the ones we know so a missing role reads as "REGISTRAR_ROLE".

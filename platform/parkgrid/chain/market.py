@@ -1,4 +1,5 @@
-"""Client of the CapacityMarket contract: enterprise accounts, market days, orders, clearing."""
+"""Client of the CapacityMarket contract: enterprise accounts, market days, orders, clearing
+and settlement anchors."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from .connection import ChainConnection, Receipt
 from .errors import ChainResetError
 
 __all__ = [
-    "ROLE_NAMES", "BatchRecord", "CapacityMarket", "DayRecord", "OrderRecord", "RunRecord",
-    "TradeEvent", "enterprise_key", "role_id",
+    "ROLE_NAMES", "SETTLEMENT_KINDS", "BatchRecord", "CapacityMarket", "DayRecord",
+    "OrderRecord", "RunRecord", "SettlementEvent", "SettlementRunRecord", "TradeEvent",
+    "enterprise_key", "role_id",
 ]
 
 ROLE_NAMES = ("DEFAULT_ADMIN_ROLE", "REGISTRAR_ROLE", "MARKET_OPERATOR_ROLE", "CLEARING_ROLE")
@@ -23,6 +25,10 @@ ACTIONS = ("new", "amend", "cancel")  # the contract's 0, 1 and 2
 # Trades per recordTrades transaction: about 5,700 gas each (measured), so ~2.3M gas per
 # transaction, well inside a block's gas.
 TRADES_PER_TX = 400
+# Settlement run kinds and the contract's codes: the first three settle a delivery day
+# (period id YYYYMMDD), "monthly" rolls up a month (period id YYYYMM00).
+SETTLEMENT_KINDS = {"initial": 1, "final": 2, "rerun": 3, "monthly": 4}
+_SETTLEMENT_KIND_NAMES = {code: name for name, code in SETTLEMENT_KINDS.items()}
 
 _ZERO32 = b"\x00" * 32
 
@@ -100,6 +106,40 @@ class RunRecord:
     trade_count: int
     published_block: int
     voided_block: int
+
+
+@dataclass(frozen=True)
+class SettlementRunRecord:
+    """One published settlement run of a delivery day (YYYYMMDD) or a month (YYYYMM00)."""
+
+    period_id: int
+    run_number: int
+    kind: str  # a key of SETTLEMENT_KINDS
+    metering_root: bytes  # zero only for a monthly run
+    rule_hash: bytes
+    statements_root: bytes
+    result_hash: bytes
+    line_count: int
+    block_number: int
+    publisher: str
+
+
+@dataclass(frozen=True)
+class SettlementEvent:
+    """One SettlementPublished event."""
+
+    period_id: int
+    run_number: int
+    kind: str
+    metering_root: bytes
+    rule_hash: bytes
+    statements_root: bytes
+    result_hash: bytes
+    line_count: int
+    publisher: str
+    block_number: int
+    log_index: int
+    tx_hash: str
 
 
 @dataclass(frozen=True)
@@ -269,6 +309,30 @@ class CapacityMarket:
         return self.chain.send(signer, self.contract.functions.voidClearing(
             delivery_day, run_number, reason))
 
+    def publish_settlement(self, signer: LocalAccount, period_id: int, run_number: int,
+                           kind: str, metering_root: bytes, rule_hash: bytes,
+                           statements_root: bytes, result_hash: bytes,
+                           line_count: int) -> Receipt:
+        """Anchor settlement run `run_number` of a day (YYYYMMDD) or month (YYYYMM00), once.
+
+        `kind` is a key of SETTLEMENT_KINDS. Runs are numbered 1, 2, ... per period: the chain
+        refuses any other number with CapacityMarketWrongSettlementRun, whose `expectedRun`
+        above `run_number` means this run is already published (a retry); compare
+        settlement_run() with what was sent.
+        """
+        _require_uint("period_id", period_id, 32)
+        _require_uint("run_number", run_number, 32)
+        _require_uint("line_count", line_count, 32)
+        if kind not in SETTLEMENT_KINDS:
+            raise ValueError(f"kind must be one of {tuple(SETTLEMENT_KINDS)}, got {kind!r}")
+        for name, value in (("metering_root", metering_root), ("rule_hash", rule_hash),
+                            ("statements_root", statements_root),
+                            ("result_hash", result_hash)):
+            _require_bytes32(name, value)
+        return self.chain.send(signer, self.contract.functions.publishSettlement(
+            period_id, run_number, SETTLEMENT_KINDS[kind], metering_root, rule_hash,
+            statements_root, result_hash, line_count))
+
     def grant_role(self, admin: LocalAccount, role_name: str, address: str) -> Receipt:
         """Grant `role_name` (e.g. "REGISTRAR_ROLE") to `address` (admin signs)."""
         call = self.contract.functions.grantRole(role_id(role_name), to_checksum_address(address))
@@ -307,6 +371,65 @@ class CapacityMarket:
                                     int(e["blockNumber"]), int(e["logIndex"]))
                          for e in events)
         return sorted(found, key=lambda e: (e.block_number, e.log_index))
+
+    def settlement_run_count(self, period_id: int) -> int:
+        """Return how many settlement runs of the day or month are published."""
+        _require_uint("period_id", period_id, 32)
+        return int(self.chain.call(self.contract.functions.settlementRunCount(period_id)))
+
+    def settlement_run(self, period_id: int, run_number: int) -> SettlementRunRecord | None:
+        """Return a published settlement run of the day or month, or None."""
+        _require_uint("period_id", period_id, 32)
+        _require_uint("run_number", run_number, 32)
+        (kind, metering_root, rule_hash, statements_root, result_hash, line_count,
+         block_number, publisher) = self.chain.call(
+            self.contract.functions.settlementRun(period_id, run_number))
+        if block_number == 0:
+            return None
+        return SettlementRunRecord(
+            period_id=period_id,
+            run_number=run_number,
+            kind=_SETTLEMENT_KIND_NAMES[int(kind)],
+            metering_root=bytes(metering_root),
+            rule_hash=bytes(rule_hash),
+            statements_root=bytes(statements_root),
+            result_hash=bytes(result_hash),
+            line_count=int(line_count),
+            block_number=int(block_number),
+            publisher=to_checksum_address(publisher),
+        )
+
+    def settlement_events(self, period_id: int) -> list[SettlementEvent]:
+        """Read the SettlementPublished events of a day or month, in run order, from exactly
+        the blocks its stored runs name."""
+        runs = [self.settlement_run(period_id, number)
+                for number in range(1, self.settlement_run_count(period_id) + 1)]
+        found: list[SettlementEvent] = []
+        for block in sorted({run.block_number for run in runs if run is not None}):
+            with self.chain.guard():
+                events = self.contract.events.SettlementPublished.get_logs(
+                    argument_filters={"periodId": period_id}, from_block=block, to_block=block)
+            found.extend(SettlementEvent(
+                period_id=period_id,
+                run_number=int(e["args"]["runNumber"]),
+                kind=_SETTLEMENT_KIND_NAMES[int(e["args"]["kind"])],
+                metering_root=bytes(e["args"]["meteringRoot"]),
+                rule_hash=bytes(e["args"]["ruleHash"]),
+                statements_root=bytes(e["args"]["statementsRoot"]),
+                result_hash=bytes(e["args"]["resultHash"]),
+                line_count=int(e["args"]["lineCount"]),
+                publisher=to_checksum_address(e["args"]["publisher"]),
+                block_number=int(e["blockNumber"]),
+                log_index=int(e["logIndex"]),
+                tx_hash="0x" + bytes(e["transactionHash"]).hex(),
+            ) for e in events if int(e["args"]["periodId"]) == period_id)
+        found.sort(key=lambda e: (e.block_number, e.log_index))
+        # A node that lost or pruned the blocks' logs shows fewer events than stored runs.
+        if [e.run_number for e in found] != list(range(1, len(runs) + 1)):
+            raise ChainResetError(f"period {period_id} holds {len(runs)} settlement runs on "
+                                  f"chain but their blocks show events of runs "
+                                  f"{[e.run_number for e in found]}")
+        return found
 
     def order(self, order_id: bytes) -> OrderRecord | None:
         """Return the order recorded with record_order, or None when it never was."""
