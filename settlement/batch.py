@@ -68,6 +68,11 @@ class ReadingBatch:
             yield Reading(self.points[p], datetime.fromtimestamp(s, UTC),
                           Decimal(w) / 1000, QUALITY_ORDER[q])
 
+    def take(self, rows: np.ndarray) -> ReadingBatch:
+        """The rows selected by a boolean mask or an index array, same point index space."""
+        return ReadingBatch(self.points, self.point_index[rows], self.start[rows],
+                            self.watts[rows], self.quality[rows], self.line[rows])
+
     @staticmethod
     def concat(batches: Iterable[ReadingBatch]) -> ReadingBatch:
         """One batch of all rows, with one point index space."""

@@ -2,10 +2,16 @@
 
 An enterprise may draw, in each period, its contracted capacity plus the capacity it bought
 minus the capacity it sold in the published clearing. Its metered demand in the period is
-the largest 15-minute demand within it. A deviation inside the rule's tolerance band costs
-nothing; the part beyond the band is charged at a penalty price derived from the period's
-clearing price. Rules are data (`DeviationRule`), versioned by name and version, and chosen
-per park.
+the largest 15-minute demand within it; readings are taken as apparent demand, so metered kW
+is compared with kVA as is. A deviation inside the rule's tolerance band costs nothing; the
+part beyond the band is charged at a penalty price derived from the period's clearing price.
+Over-use beyond the band is charged for everyone (a seller that used capacity it sold is
+caught this way, since its allowed demand is contracted − sold). Under-use is charged only on
+capacity the enterprise bought: one that did not buy is never charged for drawing less than
+it may. Rules are data (`DeviationRule`), versioned by name and version, and chosen per park.
+
+`assess_period` assesses one period in Decimal; `excess_beyond_band` does the same for whole
+arrays of enterprise-periods in exact integers, for a park-day at once.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+import numpy as np
+
+from settlement.money import decimal_places, scaled_int
 
 ZERO = Decimal(0)
 
@@ -88,20 +98,29 @@ def metered_demand(quarter_hours: Sequence[Decimal], period: int,
     return max(window)
 
 
+def penalty_price(rule: DeviationRule, clearing_price: Decimal | None) -> Decimal:
+    """Yuan per kVA per hour beyond the band: a factor of the clearing price, or the fixed
+    price when the period has none."""
+    return rule.price_factor * clearing_price if clearing_price is not None else rule.fixed_price
+
+
 def assess_period(rule: DeviationRule, month: int, period: int, allowed: Decimal,
                   metered: Decimal, clearing_price: Decimal | None, hours: Decimal,
-                  exemption: Exemption | None = None) -> PeriodAssessment:
-    """Assess one period: the band for the month, the excess beyond it, and its charge."""
+                  exemption: Exemption | None = None, *, bought: Decimal) -> PeriodAssessment:
+    """Assess one period: the band for the month, the excess beyond it, and its charge.
+
+    `allowed` is contracted + bought − sold and `bought` the capacity bought in the period;
+    under-use beyond the band is charged on at most `bought`.
+    """
     deviation = metered - allowed
     band = rule.band_for(month)
     if deviation > 0 and rule.charge_over:
         excess = max(ZERO, deviation - band.upper * allowed)
     elif deviation < 0 and rule.charge_under:
-        excess = max(ZERO, -deviation - band.lower * allowed)
+        excess = min(bought, max(ZERO, -deviation - band.lower * allowed))
     else:
         excess = ZERO
-    price = (rule.price_factor * clearing_price if clearing_price is not None
-             else rule.fixed_price)
+    price = penalty_price(rule, clearing_price)
     charge = excess * price * hours
     if exemption is not None:
         return PeriodAssessment(period, allowed, metered, deviation, excess, price, ZERO,
@@ -111,22 +130,34 @@ def assess_period(rule: DeviationRule, month: int, period: int, allowed: Decimal
     return PeriodAssessment(period, allowed, metered, deviation, excess, price, charge)
 
 
-# Presets following published provincial rules. The rules were written for energy
-# deviations of medium- and long-term contracts; here the same bands and price bases apply
-# to capacity drawn against capacity allowed.
-SICHUAN_2018 = DeviationRule(
-    name="sichuan-2018", version=1, band=Band(Decimal("0.08"), Decimal("0.04")),
-    price_factor=Decimal("0.10"),
-    source="国家能源局四川监管办公室《2018年四川电力交易指导意见》: positive deviation "
-           "threshold 8 %, negative deviation exempt up to 4 %; under-use beyond 4 % pays "
-           "10 % of the contract price when no down-regulation price applies. Over-use there "
-           "pays the system up-regulation price, which a park market does not have; this "
-           "preset charges both sides at 10 % of the clearing price.",
-)
-FUJIAN_2021 = DeviationRule(
-    name="fujian-2021", version=1, band=Band(Decimal("0.03"), Decimal("0.03")),
-    price_factor=Decimal("0.05"),
-    source="福建能源监管办《关于完善福建省电力市场中长期交易规则的若干意见（征求意见稿）》"
-           "(2021): deviations beyond ±3 % are assessed; fee = deviation beyond the band × the "
-           "month's uniform clearing price × 5 %.",
-)
+# Integer arrays stay int64 while every intermediate fits with room to spare; beyond that
+# they fall back to Python integers (object arrays), slower but still exact.
+_INT64_SAFE = 2 ** 61
+
+
+def excess_beyond_band(rule: DeviationRule, month: int, allowed: np.ndarray,
+                       metered: np.ndarray, bought: np.ndarray) -> tuple[np.ndarray, int]:
+    """The excess beyond the band for arrays of enterprise-periods, exactly.
+
+    `allowed`, `metered` and `bought` are integer arrays in one unit (e.g. VA). The result is
+    (excess, places): the excess in that unit × 10**places, where `places` is the number of
+    decimals of the month's band fractions. The rule is `assess_period`'s.
+    """
+    band = rule.band_for(month)
+    places = max(decimal_places(band.upper), decimal_places(band.lower))
+    one = 10 ** places
+    upper, lower = scaled_int(band.upper, places), scaled_int(band.lower, places)
+    arrays = [np.asarray(a) for a in (allowed, metered, bought)]
+    largest = max((int(np.abs(a).max()) if a.size else 0) for a in arrays)
+    dtype = np.int64 if largest * 4 * one < _INT64_SAFE else object
+    allowed, metered, bought = (a.astype(dtype) for a in arrays)
+    deviation = (metered - allowed) * one
+    zero = np.zeros_like(deviation)
+    excess = zero
+    if rule.charge_over:
+        over = np.maximum(zero, deviation - upper * allowed)
+        excess = np.where(deviation > 0, over, excess)
+    if rule.charge_under:
+        under = np.minimum(bought * one, np.maximum(zero, -deviation - lower * allowed))
+        excess = np.where(deviation < 0, under, excess)
+    return excess, places

@@ -6,13 +6,23 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from settlement.batch import ReadingBatch
 from settlement.errors import MeteringInputError
 from settlement.estimation import Outage, estimate_day, substitute
-from settlement.metering import INTERVAL, MeteringRules, Quality, Reading, validate_day
+from settlement.metering import (
+    INTERVAL,
+    DayGrid,
+    MeterDay,
+    MeteringRules,
+    Quality,
+    Reading,
+    validate_day,
+)
 
 ZONE = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 20)  # a Friday
@@ -157,6 +167,48 @@ def test_a_substitute_that_does_not_fit_is_refused(reading):
     with pytest.raises(MeteringInputError, match="two substitutes"):
         substitute(metered(flat("1")), [Reading("M1", at(DAY, 2), Decimal("1"))] * 2,
                    source="staff")
+
+
+def test_interpolated_values_round_half_even_on_the_value_itself():
+    values = flat("10", holes={85})
+    values[84], values[86] = "136.521", "144.120"
+    result = estimate_day(metered(values))
+    # The midpoint 140.3205 kW ties: half-even keeps the even 140.320, whatever the anchors.
+    assert result.intervals[85].kw == Decimal("140.320")
+    values[84] = "136.523"
+    assert estimate_day(metered(values)).intervals[85].kw == Decimal("140.322")
+
+
+def test_like_days_line_up_by_local_time_across_a_daylight_saving_change():
+    zone = ZoneInfo("Europe/Berlin")
+    short = date(2026, 3, 29)  # 23 hours: 02:00–03:00 does not exist
+    before = short - timedelta(days=7)
+
+    def day_of(d, holes=()):
+        grid = DayGrid(d, zone)
+        readings = [Reading("M1", grid.interval_start(i),
+                            Decimal(grid.interval_start(i).hour * 10))
+                    for i in range(grid.count) if i not in holes]
+        return validate_day(readings, points=["M1"], day=d, zone=zone)
+
+    result = estimate_day(day_of(short, holes=set(range(8, 20))), history=[day_of(before)])
+    grid = DayGrid(short, zone)
+    for i in range(8, 20):
+        assert result.intervals[i].kw == grid.interval_start(i).hour * 10
+        assert result.intervals[i].quality is Quality.ESTIMATED
+
+
+def test_like_days_may_hold_other_points_and_substitutes_may_come_as_a_batch():
+    history = [MeterDay(DAY - timedelta(days=7), "Asia/Shanghai", ("M0", "M1"),
+                        np.full((2, 96), 42_000), np.zeros((2, 96), np.uint8))]
+    result = estimate_day(metered(flat("1", holes=set(range(10, 20)))), history=history)
+    assert result.intervals[10].kw == Decimal(42)
+    fixes = ReadingBatch.from_readings([Reading("M1", at(DAY, 12), Decimal("7.5"))])
+    fixed = substitute(result, fixes, source="staff")
+    assert (fixed.intervals[12].kw, fixed.intervals[12].quality) == (
+        Decimal("7.500"), Quality.SUBSTITUTED)
+    with pytest.raises(MeteringInputError, match="name its source"):
+        substitute(result, fixes, source=" ")
 
 
 # --- properties ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Validation of 15-minute interval readings: one small example per rule."""
+"""Validation of 15-minute interval readings: one small example per rule, and the columnar
+day it produces."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
+from settlement.batch import ReadingBatch
 from settlement.errors import MeteringInputError, SettlementError
 from settlement.metering import (
     INTERVAL,
+    MISSING,
+    QUALITY_ORDER,
     DayGrid,
+    MeterDay,
     MeteringRules,
+    Problem,
     Quality,
     Reading,
     validate_day,
@@ -162,3 +169,108 @@ def test_malformed_input_is_refused_with_a_settlement_error(bad):
     with pytest.raises(MeteringInputError):
         bad()
     assert issubclass(MeteringInputError, SettlementError)
+
+
+# --- the columnar day ---------------------------------------------------------------------
+
+def test_a_day_is_columns_of_watts_and_quality_codes():
+    readings = [r for r in full_day("B", "12.345") if r.start != at(3)] + full_day("A")
+    result = validate(readings, points=("B", "A"))
+    assert result.points == ("A", "B")
+    assert result.watts.dtype == np.int64 and result.watts.shape == (2, 96)
+    assert result.quality.dtype == np.uint8
+    assert result.watts[1, 0] == 12345 and result.watts[1, 3] == 0
+    assert result.quality[1, 3] == QUALITY_ORDER.index(Quality.MISSING) == MISSING
+    assert result.notes == {(1, 3): "no valid reading"}
+    assert result.missing() == [("B", 3)]
+    with pytest.raises(ValueError):
+        result.watts[0, 0] = 1  # read-only
+
+
+def test_a_stored_day_is_rebuilt_from_its_bytes():
+    original = validate(full_day("A", "7.5") + full_day("B")[:50], points=("A", "B"))
+    watts = [original.watts[r].tobytes() for r in range(2)]
+    quality = [original.quality[r].tobytes() for r in range(2)]
+    rebuilt = MeterDay(original.day, original.zone, original.points,
+                       np.stack([np.frombuffer(w, np.int64) for w in watts]),
+                       np.stack([np.frombuffer(q, np.uint8) for q in quality]),
+                       dict(original.notes), original.problems)
+    assert rebuilt == original
+    assert rebuilt.series("B")[60].explanation == "no valid reading"
+    assert rebuilt != validate(full_day("A", "7.5"), points=("A", "B"))
+
+
+@pytest.mark.parametrize("broken", [
+    dict(points=("B", "A")),
+    dict(points=("A", "A")),
+    dict(watts=np.zeros((2, 95), np.int64)),
+    dict(quality=np.full((2, 96), 4, np.uint8)),
+    dict(watts=np.ones((2, 96), np.int64), quality=np.full((2, 96), MISSING, np.uint8)),
+])
+def test_an_inconsistent_day_is_refused(broken):
+    fields = dict(day=DAY, zone="Asia/Shanghai", points=("A", "B"),
+                  watts=np.zeros((2, 96), np.int64), quality=np.zeros((2, 96), np.uint8))
+    with pytest.raises(MeteringInputError):
+        MeterDay(**{**fields, **broken})
+
+
+def test_readable_values_round_trip_and_a_day_can_be_narrowed():
+    values = {"A": [(Decimal("1.5"), Quality.ACTUAL, "")] * 95
+              + [(None, Quality.MISSING, "no valid reading")],
+              "B": [(Decimal(2), Quality.SUBSTITUTED, "check meter")] * 96}
+    problem = Problem("A", 95, "missing", "no reading")
+    day = MeterDay.from_values(DAY, "Asia/Shanghai", values, [problem])
+    series = day.series("A")
+    assert (series[0].kw, series[0].quality, series[0].start) == (
+        Decimal("1.500"), Quality.ACTUAL, MIDNIGHT)
+    assert (series[95].kw, series[95].explanation) == (None, "no valid reading")
+    assert day.series("B")[7].explanation == "check meter" and day.series("Z") == ()
+    assert len(day.intervals) == 192 and day.intervals[96].point == "B"
+    only_b = day.select(["B"])
+    assert only_b.points == ("B",) and only_b.problems == ()
+    assert only_b.notes[(0, 7)] == "check meter"
+    assert day.select(["A"]).problems == (problem,)
+    with pytest.raises(MeteringInputError):
+        MeterDay.from_values(DAY, "Asia/Shanghai", {"A": [(None, Quality.ACTUAL, "")] * 96})
+    with pytest.raises(KeyError):
+        day.select(["Z"])
+
+
+def batch_of(rows):
+    """A batch from (point, interval, kW text, quality, line) rows."""
+    plain = ReadingBatch.from_readings(Reading(p, at(i), Decimal(kw)) for p, i, kw, _, _ in rows)
+    return ReadingBatch(plain.points, plain.point_index, plain.start, plain.watts,
+                        np.array([QUALITY_ORDER.index(q) for *_, q, _ in rows], np.uint8),
+                        np.array([n for *_, n in rows], np.int32))
+
+
+def test_a_batch_keeps_the_senders_quality_and_problems_name_their_line():
+    rows = [("M1", i, "100", Quality.ACTUAL, i + 2) for i in range(96)]
+    rows[10] = ("M1", 10, "90", Quality.ESTIMATED, 12)
+    rows[20] = ("M1", 20, "-3", Quality.ACTUAL, 22)
+    rows.append(("M1", 30, "100", Quality.SUBSTITUTED, 500))   # an identical duplicate
+    rows.append(("M1", 40, "100.001", Quality.ACTUAL, 501))    # a conflicting one
+    rows.append(("X", 5, "1", Quality.ACTUAL, 502))
+    result = validate(batch_of(rows))
+    assert result.quality[0, 10] == QUALITY_ORDER.index(Quality.ESTIMATED)
+    assert result.notes[(0, 10)] == "estimated by the sender"
+    assert result.quality[0, 30] == 0  # the actual copy of a duplicate is kept
+    found = {(p.rule, p.interval): p.line for p in result.problems}
+    assert found == {("negative", 20): 22, ("duplicate", 30): 32,
+                     ("conflicting-duplicate", 40): 42, ("unknown-point", 5): 502}
+    # The same readings as objects give the same day, without line numbers.
+    objects = validate([Reading(p, at(i), Decimal(kw), q) for p, i, kw, q, _ in rows])
+    assert np.array_equal(objects.watts, result.watts)
+    assert np.array_equal(objects.quality, result.quality)
+    assert [(p.rule, p.interval, p.detail) for p in objects.problems] == [
+        (p.rule, p.interval, p.detail) for p in result.problems]
+
+
+def test_a_daylight_saving_day_is_validated_on_its_own_grid():
+    berlin = ZoneInfo("Europe/Berlin")
+    day = date(2026, 10, 25)  # 25 hours
+    grid = DayGrid(day, berlin)
+    readings = [Reading("M1", grid.interval_start(i), Decimal(i)) for i in range(grid.count)]
+    result = validate_day(readings, points=["M1"], day=day, zone=berlin)
+    assert result.watts.shape == (1, 100) and result.problems == ()
+    assert result.watts[0, 99] == 99_000

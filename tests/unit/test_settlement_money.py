@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from settlement.money import round_preserving_sum, split_fen
+from settlement.money import (
+    decimal_places,
+    largest_remainder,
+    round_half_even,
+    round_preserving_sum,
+    scaled_int,
+    split_fen,
+)
 
 fen = st.decimals(min_value=-10**9, max_value=10**9, places=4, allow_nan=False,
                   allow_infinity=False)
@@ -58,3 +65,47 @@ def test_split_is_exact_and_proportional_within_a_fen(total, weights):
     whole = sum(weights)
     assert all(abs(Decimal(p) - Decimal(total) * w / whole) < 1
                for p, w in zip(parts, weights, strict=True))
+
+
+@given(st.integers(-10**30, 10**30), st.integers(1, 10**6))
+def test_round_half_even_is_exact(numerator, denominator):
+    expected = (Decimal(numerator) / Decimal(denominator)).to_integral_value(ROUND_HALF_EVEN) \
+        if abs(numerator) < 10**20 else None
+    got = round_half_even(numerator, denominator)
+    assert abs(got * denominator - numerator) * 2 <= denominator
+    if expected is not None:
+        assert got == int(expected)
+    assert round_half_even(5, 2) == 2 and round_half_even(7, 2) == 4
+    assert round_half_even(-5, 2) == -2
+
+
+@given(st.lists(st.integers(-10**25, 10**25), min_size=1, max_size=50),
+       st.integers(1, 10**12))
+def test_largest_remainder_keeps_the_total_and_each_part_within_one(numerators, denominator):
+    parts = largest_remainder(numerators, denominator)
+    assert sum(parts) == round_half_even(sum(numerators), denominator)
+    assert all(abs(p * denominator - n) < denominator
+               for p, n in zip(parts, numerators, strict=True))
+
+
+def test_largest_remainder_breaks_ties_by_position():
+    # Four half units (−15 is −2 + 0.5) and two to hand out: the first two get them.
+    assert largest_remainder([5, 5, 5, -15], 10) == [1, 1, 0, -2]
+    assert largest_remainder([], 3) == []
+    with pytest.raises(ValueError):
+        largest_remainder([1], 0)
+
+
+def test_decimals_scale_to_exact_integers():
+    assert decimal_places(Decimal("1.250")) == 3 and decimal_places(Decimal("1E+3")) == 0
+    assert scaled_int(Decimal("1.25"), 3) == 1250 and scaled_int(Decimal("-1E+2"), 0) == -100
+    assert scaled_int(Decimal("1.2000"), 1) == 12
+    with pytest.raises(ValueError):
+        scaled_int(Decimal("1.2345"), 3)
+    with pytest.raises(ValueError):
+        decimal_places(Decimal("NaN"))
+
+
+def test_split_by_decimal_weights_is_exact():
+    assert split_fen(1000, [Decimal("0.1"), Decimal("0.2"), Decimal("0.7")]) == [100, 200, 700]
+    assert split_fen(1, [Decimal("1.5"), Decimal("1.5")]) == [1, 0]
