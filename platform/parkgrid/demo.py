@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -656,3 +656,44 @@ def load_demo_park(
     session.flush()
     log.info("demo park %s loaded: %s", demo.code, counts)
     return {**counts, "already_loaded": 0}
+
+
+def sample_readings(session: Session, park: Park, day: date, seed: int = DEMO_SEED, *,
+                    faults: bool = True) -> bytes:
+    """A day of 15-minute readings for every metering point of the park, as the documented
+    CSV, with a few enterprises drawing beyond their contracted capacity in the afternoon
+    peak and, with `faults`, the faults real files have: a short gap, a long gap, a repeated
+    line.
+
+    Deterministic per park, day and seed; values follow each enterprise's standing profile.
+    """
+    from zoneinfo import ZoneInfo
+
+    rng = random.Random(f"readings:{seed}:{day.isoformat()}")
+    zone = ZoneInfo(park.timezone)
+    start = datetime.combine(day, time(0), zone)
+    enterprises = session.scalars(select(Enterprise).where(Enterprise.park_id == park.id)
+                                  .order_by(Enterprise.code)).all()
+    over_users = {e.code for e in rng.sample(enterprises, k=min(3, len(enterprises)))}
+    lines = ["point,start,kw"]
+    first_point = faults
+    for enterprise in enterprises:
+        points = sorted(enterprise.metering_points, key=lambda p: p.code)
+        if not points:
+            continue
+        hourly = demand_profile(enterprise.code, Decimal(enterprise.contracted_kva), 24)
+        for number, point in enumerate(points):
+            for quarter in range(96):
+                kw = hourly[quarter // 4] / len(points)
+                if enterprise.code in over_users and 56 <= quarter < 64:  # 14:00–16:00
+                    kw = Decimal(enterprise.contracted_kva) * Decimal("1.15") / len(points)
+                kw *= Decimal(str(round(rng.uniform(0.96, 1.04), 3)))
+                if first_point and number == 0 and (quarter in (20, 21) or 40 <= quarter < 48):
+                    continue  # a 30-minute gap (interpolated) and a 2-hour one (like days)
+                moment = (start + timedelta(minutes=15 * quarter)).isoformat()
+                line = f"{point.code},{moment},{kw.quantize(Decimal('0.001'))}"
+                lines.append(line)
+                if first_point and number == 0 and quarter == 60:
+                    lines.append(line)  # the same reading delivered twice
+            first_point = False
+    return ("\n".join(lines) + "\n").encode()

@@ -830,3 +830,281 @@ class AuditLogEntry(Base):
 
     def __repr__(self) -> str:
         return f"<AuditLogEntry {self.id} {self.action} {self.target}>"
+
+
+# --------------------------------------------------------------------------- settlement
+
+
+class ImportStatus:
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    ALL: tuple[str, ...] = (ACCEPTED, REFUSED)
+
+
+class SettlementKind:
+    """Run types, as in settlement codes: a first (initial) run, a final run refused while a
+    required interval is missing, re-runs after corrections or disputes, a month's roll-up."""
+
+    INITIAL = "initial"
+    FINAL = "final"
+    RERUN = "rerun"
+    MONTHLY = "monthly"
+    ALL: tuple[str, ...] = (INITIAL, FINAL, RERUN, MONTHLY)
+
+
+class SettlementStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPUTED = "computed"  # result stored, not yet anchored on chain
+    PUBLISHED = "published"
+    FAILED = "failed"
+    ALL: tuple[str, ...] = (QUEUED, RUNNING, COMPUTED, PUBLISHED, FAILED)
+
+
+class DisputeStatus:
+    OPEN = "open"
+    ACCEPTED = "accepted"  # a re-run was made for it
+    REJECTED = "rejected"
+    ALL: tuple[str, ...] = (OPEN, ACCEPTED, REJECTED)
+
+
+class DeviationRuleVersion(Base):
+    """One version of a deviation rule, stored as the canonical bytes settlement hashes."""
+
+    __tablename__ = "deviation_rules"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    rule_hash: Mapped[str] = mapped_column(String(66))
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<DeviationRuleVersion {self.name} v{self.version}>"
+
+
+class SettlementSettings(Base):
+    """A park's settlement rules: its deviation rule version, dispute window, materiality."""
+
+    __tablename__ = "settlement_settings"
+    __table_args__ = (
+        CheckConstraint("dispute_days >= 0", name="dispute_days_nonnegative"),
+        CheckConstraint("materiality_fen >= 0", name="materiality_nonnegative"),
+        CheckConstraint("reference_price > 0", name="reference_price_positive"),
+    )
+
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("deviation_rules.id"))
+    dispute_days: Mapped[int] = mapped_column(Integer, default=20)
+    materiality_fen: Mapped[int] = mapped_column(BigInteger, default=1000)
+    # Penalty price basis (yuan per kVA·h) in periods without a clearing price.
+    reference_price: Mapped[Decimal] = mapped_column(PRICE, default=Decimal("0.0500"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    park: Mapped[Park] = relationship()
+    rule: Mapped[DeviationRuleVersion] = relationship()
+
+
+class MeteringImport(Base):
+    """One metering file or upload: what it held, what was refused and why.
+
+    A refused file keeps only this record (its reason and line); none of its readings.
+    """
+
+    __tablename__ = "metering_imports"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ImportStatus.ALL), name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    file_format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    readings: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    point_days: Mapped[int] = mapped_column(Integer, default=0)
+    refusal: Mapped[str | None] = mapped_column(Text, nullable=True)
+    report: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of problems
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<MeteringImport {self.id} {self.file_format} {self.status}>"
+
+
+class MeterDayVersion(Base):
+    """One version of one metering point's day of 15-minute values; corrections add versions.
+
+    `watts` holds the interval values as little-endian int64 watts, `quality` one flag byte
+    per interval (the order of `settlement.metering.QUALITY_ORDER`).
+    """
+
+    __tablename__ = "meter_days"
+    __table_args__ = (
+        UniqueConstraint("metering_point_id", "day", "version"),
+        Index("ix_meter_days_day", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"))
+    day: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer)
+    watts: Mapped[bytes] = mapped_column(LargeBinary)
+    quality: Mapped[bytes] = mapped_column(LargeBinary)
+    notes: Mapped[str] = mapped_column(Text, default="{}")  # JSON {interval: explanation}
+    source: Mapped[str] = mapped_column(String(16))  # import | substitute
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("metering_imports.id"),
+                                                  nullable=True, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    metering_point: Mapped[MeteringPoint] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<MeterDayVersion {self.metering_point_id} {self.day} v{self.version}>"
+
+
+class MeteringOutage(Base):
+    """A marked supply outage: estimation never fills or bridges it."""
+
+    __tablename__ = "metering_outages"
+    __table_args__ = (CheckConstraint("ends_at > starts_at", name="ends_after_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"), index=True)
+    metering_point_id: Mapped[int | None] = mapped_column(ForeignKey("metering_points.id"),
+                                                          nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    metering_point: Mapped[MeteringPoint | None] = relationship()
+
+
+class DeviationExemption(Base):
+    """A period excused from deviation charges (documented outage, force majeure)."""
+
+    __tablename__ = "deviation_exemptions"
+    __table_args__ = (UniqueConstraint("enterprise_id", "day", "period_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    period_index: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    enterprise: Mapped[Enterprise] = relationship()
+
+
+class SettlementRun(Base):
+    """One settlement run of a park's day (or month): its result file, roots and anchoring."""
+
+    __tablename__ = "settlement_runs"
+    __table_args__ = (
+        UniqueConstraint("park_id", "period_id", "run_number"),
+        CheckConstraint(_one_of("kind", SettlementKind.ALL), name="kind_valid"),
+        CheckConstraint(_one_of("status", SettlementStatus.ALL), name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"))
+    # YYYYMMDD for a day, YYYYMM00 for a month: the key the chain records runs under.
+    period_id: Mapped[int] = mapped_column(Integer, index=True)
+    day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The chain's run number, given at publication (runs that never publish have none).
+    run_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=SettlementStatus.QUEUED)
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
+    reason: Mapped[str] = mapped_column(Text, default="")
+    previous_run_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_runs.id"),
+                                                        nullable=True)
+    dispute_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("deviation_rules.id"))
+    inputs_file: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    result_file: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    result_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    metering_root: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    rule_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    statements_root: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    line_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    publish_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    publish_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    park: Mapped[Park] = relationship()
+    rule: Mapped[DeviationRuleVersion] = relationship()
+    previous_run: Mapped[SettlementRun | None] = relationship(remote_side=[id])
+    lines: Mapped[list[StatementLine]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="StatementLine.position")
+
+    def __repr__(self) -> str:
+        return f"<SettlementRun {self.period_id} #{self.run_number} {self.kind} {self.status}>"
+
+
+class StatementLine(Base):
+    """One line of a run: `section` full (the run's whole settlement) or difference (what
+    this run pays against the previous one). Positive fen: the account pays."""
+
+    __tablename__ = "statement_lines"
+    __table_args__ = (
+        UniqueConstraint("run_id", "position"),
+        Index("ix_statement_lines_run_account", "run_id", "account"),
+        CheckConstraint("section IN ('full', 'difference')", name="section_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # index of its Merkle leaf
+    section: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    period_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reference: Mapped[str] = mapped_column(String(64), default="")
+    fen: Mapped[int] = mapped_column(BigInteger)
+
+    run: Mapped[SettlementRun] = relationship(back_populates="lines")
+
+
+class Dispute(Base):
+    """An enterprise's dispute of a published run, raised within the park's dispute window."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", DisputeStatus.ALL), name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    claimed_fen: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DisputeStatus.OPEN)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    resolving_run_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_runs.id"),
+                                                         nullable=True)
+    raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    run: Mapped[SettlementRun] = relationship(foreign_keys=[run_id])
+    enterprise: Mapped[Enterprise] = relationship()

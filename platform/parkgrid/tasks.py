@@ -133,6 +133,42 @@ def close_gates() -> int:
     return len(due)
 
 
+@celery_app.task(bind=True, name="parkgrid.settle_run", max_retries=20)
+def settle_run(self, run_id: int) -> str:
+    """Compute a settlement run (progress kept on the run) and anchor it on chain.
+
+    Safe to deliver twice: a computed run is not computed again and a published one is left
+    as it is. When the chain is away the run stays computed and is published later.
+    """
+    from .services import settlement
+
+    platform = get_platform()
+    try:
+        settlement.compute(platform, run_id)
+    except OperationalError as exc:
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=10) from exc
+    try:
+        return settlement.publish(platform, run_id).status
+    except RETRYABLE as exc:
+        return _retry_or_stay_pending(self, exc, f"settlement run {run_id}", "computed")
+
+
+@celery_app.task(name="parkgrid.publish_settlements")
+def publish_settlements() -> int:
+    """Runs every minute: queue each settlement run left computed or unfinished."""
+    from .services import settlement
+
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        due = settlement.runs_to_finish(session)
+    for run_id in due:
+        settle_run.delay(run_id)
+    return len(due)
+
+
 celery_app.conf.beat_schedule = {
     "close-gates": {"task": "parkgrid.close_gates", "schedule": 60.0},
+    "publish-settlements": {"task": "parkgrid.publish_settlements", "schedule": 60.0},
 }

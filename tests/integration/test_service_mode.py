@@ -205,3 +205,50 @@ def test_a_task_that_died_after_its_chain_write_only_completes_the_database(serv
         stored = session.get(Order, row_id)
         assert stored.chain_tx_hash == receipt.tx_hash
         assert stored.chain_block_number == receipt.block_number
+
+
+def test_a_worker_settles_a_day_on_postgresql_and_a_lost_commit_is_not_published_twice(
+        service):
+    """Readings imported into PostgreSQL, the run computed and anchored by a real worker;
+    a run whose chain write was mined before its commit was lost is recognised, not redone."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from parkgrid.demo import sample_readings
+    from parkgrid.models import Park, SettlementRun
+    from parkgrid.services import metering
+    from parkgrid.services import settlement as settlement_service
+
+    settings, platform, _log = service
+    tasks.configure(settings, platform)
+    day = date(2026, 10, 6)
+    with platform.unit_of_work() as session:
+        park = session.scalar(select(Park))
+        park_id, zone = park.id, ZoneInfo(park.timezone)
+        data = sample_readings(session, park, day, faults=False)
+    record = metering.import_readings(platform, park_id, [data])
+    assert record.point_days > 0
+    now = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+    run_id = settlement_service.request_run(platform, park_id, "initial", day=day, now=now)
+    assert tasks.settle_run.delay(run_id).get(timeout=120) == "published"
+    with platform.unit_of_work() as session:
+        run = session.get(SettlementRun, run_id)
+        assert run.run_number == 1 and sum(line.fen for line in run.lines) == 0
+        assert platform.market(session).settlement_run_count(20261006) == 1
+
+    # The next run is written on chain by hand, as a worker that died before its commit did.
+    run_id = settlement_service.request_run(platform, park_id, "final", day=day, now=now)
+    settlement_service.compute(platform, run_id)
+    with platform.unit_of_work() as session:
+        run = session.get(SettlementRun, run_id)
+        market = platform.market(session)
+        signer = settlement_service._signer(session, platform, run)
+        market.publish_settlement(signer, 20261006, 2, "final",
+                                  *(bytes.fromhex(h[2:]) for h in (
+                                      run.metering_root, run.rule_hash, run.statements_root,
+                                      run.result_hash)), run.line_count)
+    block = platform.chain.block_number()
+    assert tasks.settle_run.delay(run_id).get(timeout=120) == "published"
+    assert platform.chain.block_number() == block
+    with platform.unit_of_work() as session:
+        assert session.get(SettlementRun, run_id).run_number == 2
