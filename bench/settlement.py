@@ -13,6 +13,9 @@ negative values, spikes, rollovers, off-grid and outside-day times, unknown poin
 Peak memory is reported after the fast day (`rss_mb`) and at the end, with the reference's
 dicts and the month's history (`rss_with_ref_mb`).
 
+The day's CSV is also imported through the platform into a fresh SQLite database
+(`import_s`: parsing, validation, one stored version per point-day; readings that fall
+on a neighbouring day are stored for that day).
 Timed, for one day, from a `ReadingBatch`: validation and estimation (`vee_s`), the
 assessment (`assess_s`) and the money with the result file (`settle_s`); parsing the day's
 CSV (rendered in memory) is timed on its own (`parse_s`). Then a month of days
@@ -352,6 +355,45 @@ def compare_vee(meter: MeterDay, ref_day: reference.RefDay) -> list[str]:
     return found
 
 
+def platform_import(park: Park, csv_bytes: bytes) -> tuple[float, int]:
+    """Import the day's CSV through the platform into a fresh SQLite database holding the
+    park's enterprises and points: (seconds, point-days stored). Parsing included."""
+    import tempfile
+
+    from parkgrid import migrate
+    from parkgrid.config import EMBEDDED, Settings
+    from parkgrid.models import Enterprise, Feeder, MeteringPoint, Substation, Transformer
+    from parkgrid.models import Park as ParkRow
+    from parkgrid.services.metering import import_readings
+    from parkgrid.wiring import Platform
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(mode=EMBEDDED, data_dir=Path(tmp),
+                            secret_key="bench").with_defaults()
+        migrate.upgrade(settings.database_url)
+        platform = Platform(settings)
+        with platform.unit_of_work() as session:
+            row = ParkRow(code="BENCH", name="bench", timezone=ZONE)
+            feeder = Feeder(code="F1", name="F1", thermal_limit_kva=D(10**9), transformer=(
+                Transformer(code="T1", name="T1", rated_kva=D(10**9), max_load_rate=D("0.8"),
+                            substation=Substation(park=row, code="S1", name="S1",
+                                                  voltage_kv=D(110)))))
+            for account in park.accounts:
+                enterprise = Enterprise(park=row, feeder=feeder, code=account.code,
+                                        name=account.code,
+                                        contracted_kva=account.contracted_kva.quantize(D("0.1")))
+                session.add(enterprise)
+                session.add_all(MeteringPoint(enterprise=enterprise, code=code, name=code)
+                                for code in account.points)
+            session.flush()
+            park_id = row.id
+        t0 = time.perf_counter()
+        record = import_readings(platform, park_id, chunked(csv_bytes), filename="day.csv")
+        seconds = time.perf_counter() - t0
+        platform.engine.dispose()
+        return seconds, record.point_days
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller size, all checks")
@@ -376,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     batch = read_batch(chunked(csv_bytes))
     parse_s = time.perf_counter() - t0
+    log("importing the day through the platform (SQLite)")
+    import_s, import_point_days = platform_import(park, csv_bytes)
+    log(f"import {import_s:.2f} s, {import_point_days} point-days stored")
     del csv_bytes
     meter, assessment, result, (vee_s, assess_s, settle_s) = run_day(park, data, batch,
                                                                       history)
@@ -450,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     residual_fen = sum(residuals)
     ok = (ref_identical and not vee_differences and rerun_identical and residual_fen == 0
-          and deltas_add_up and final_refused)
+          and deltas_add_up and final_refused and import_point_days >= len(park.points))
     print(json.dumps({
         "bench": "settlement",
         "ok": ok,
@@ -460,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         "lines": len(result.lines),
         "problems": len(meter.problems),
         "parse_s": round(parse_s, 3),
+        "import_s": round(import_s, 3),
+        "import_point_days": import_point_days,
         "vee_s": round(vee_s, 3),
         "assess_s": round(assess_s, 3),
         "settle_s": round(settle_s, 3),
