@@ -96,7 +96,12 @@ def _up(book: Book, lo_f, hi_f, bind_f, bind_t):
 def _pick(h_lo, h_hi, s_lo, s_hi) -> np.ndarray:
     lo, hi = np.maximum(h_lo, s_lo), np.minimum(h_hi, s_hi)
     soft_fits = lo <= hi
-    lo, hi = np.where(soft_fits, lo, h_lo), np.where(soft_fits, hi, h_hi)
+    # Blocks alone (no divisible order bounds the price) whose ranges cross still get a
+    # price, the middle of the crossed range: the caller then finds the blocks out of the
+    # money at it and excludes them, instead of seeing a period without a price.
+    free = (h_lo == NEG) & (h_hi == POS)
+    lo = np.where(soft_fits, lo, np.where(free, s_hi, h_lo))
+    hi = np.where(soft_fits, hi, np.where(free, s_lo, h_hi))
     lo_finite, hi_finite = lo != NEG, hi != POS
     both = lo_finite & hi_finite
     total = np.where(both, lo, 0) + np.where(both, hi, 0)

@@ -143,6 +143,18 @@ def test_all_block_orders_infeasible_gives_zero_volume():
     assert result.reason.startswith("no block order can be accepted")
 
 
+def test_blocks_alone_whose_prices_cross_are_excluded_not_left_without_a_price():
+    # Only blocks trade: the minimum-fraction bid at 2 needs the all-or-none listing at 2.5
+    # to reach its fraction, so welfare accepts both. No divisible order bounds the price:
+    # the middle of the crossed range (2.25) is the price, both blocks are out of the money
+    # there and are excluded; the cheap listing alone finds no buyer.
+    orders = [order("b", "buy", "e", "2", "15.3", min_fraction=D("0.5")),
+              order("s1", "sell", "e", "2.5", "0.1", all_or_none=True),
+              order("s2", "sell", "e", "1", "7.6", all_or_none=True)]
+    result = clear_checked(instance(orders))
+    assert result.status == "empty" and result.excluded_blocks == ("b", "s1")
+
+
 # ------------------------------------------------------------------ ties
 
 
