@@ -222,6 +222,15 @@ def test_final_is_refused_while_an_interval_is_missing_then_reruns_pay_differenc
         failed = session.scalars(select(SettlementRun).where(
             SettlementRun.status == SettlementStatus.FAILED)).all()
         assert len(failed) == 1 and "missing" in failed[0].error
+    # Re-runs on unchanged data pay no differences; two in a row have the same roots and
+    # kind, and each still gets its own number.
+    again = settle(demo_platform, park_id, PAST_DAY, "rerun", zone, reason="dispute checked")
+    third = settle(demo_platform, park_id, PAST_DAY, "rerun", zone, reason="checked again")
+    assert (again.run_number, third.run_number) == (4, 5)
+    assert again.statements_root == third.statements_root
+    with demo_platform.unit_of_work() as session:
+        assert not [x for x in session.get(SettlementRun, again.id).lines
+                    if x.section == "difference"]
 
 
 def _line(row):

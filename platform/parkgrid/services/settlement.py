@@ -441,14 +441,16 @@ def publish(platform, run_id: int) -> SettlementRun:
             raise Conflict(N_("Only a computed run can be published."))
         market = platform.market(session)
         number = market.settlement_run_count(run.period_id)
-        # A run written on chain whose commit here was lost is recognised by its roots.
-        if number and _matches(market.settlement_run(run.period_id, number), run):
-            record = market.settlement_run(run.period_id, number)
-            _mark_published(run, number, None, record.block_number)
-            return run
         published_here = session.scalar(select(func.count()).select_from(SettlementRun).where(
             SettlementRun.park_id == run.park_id, SettlementRun.period_id == run.period_id,
             SettlementRun.status == SettlementStatus.PUBLISHED))
+        # A run written on chain whose commit here was lost is the one run the chain holds
+        # beyond those published here, with this run's kind, roots and hashes.
+        if number == published_here + 1:
+            record = market.settlement_run(run.period_id, number)
+            if _matches(record, run):
+                _mark_published(run, number, None, record.block_number)
+                return run
         if number != published_here:
             raise Conflict(N_("The chain holds %(chain)s settlement runs of this day but the "
                               "platform published %(here)s; the auditor must look at this."),
@@ -468,9 +470,12 @@ def publish(platform, run_id: int) -> SettlementRun:
 
 
 def _matches(record, run: SettlementRun) -> bool:
-    return record is not None and (
+    return record is not None and record.kind == run.kind and (
         "0x" + record.statements_root.hex() == run.statements_root
-        and "0x" + record.result_hash.hex() == run.result_hash)
+        and "0x" + record.result_hash.hex() == run.result_hash
+        and "0x" + record.metering_root.hex() == run.metering_root
+        and "0x" + record.rule_hash.hex() == run.rule_hash
+        and record.line_count == run.line_count)
 
 
 def _mark_published(run: SettlementRun, number: int, tx_hash: str | None,
@@ -546,7 +551,8 @@ def raise_dispute(platform, run_id: int, user_id: int, claimed_fen: int, text: s
             raise Forbidden(N_("The dispute window of %(days)s days after publication has "
                                "closed."), days=settings.dispute_days)
         dispute = Dispute(run_id=run.id, enterprise_id=user.enterprise_id,
-                          claimed_fen=claimed_fen, text=text.strip(), raised_by_id=user.id)
+                          claimed_fen=claimed_fen, text=text.strip(), raised_by_id=user.id,
+                          raised_at=now)
         session.add(dispute)
         session.flush()
         return dispute.id
