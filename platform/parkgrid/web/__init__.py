@@ -97,13 +97,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return {"languages": LANGUAGES, "current_locale": _select_locale(),
                 "actor": g.get("user")}
 
-    from . import api, audit, auth, clearing, market
+    from . import api, audit, auth, clearing, market, settlement
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(market.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(clearing.bp)
     app.register_blueprint(clearing.results)
+    app.register_blueprint(settlement.bp)
     rest = Api(app)
     for blueprint in api.blueprints():
         rest.register_blueprint(blueprint)

@@ -1,22 +1,34 @@
-"""The HTTP API (OpenAPI-documented with flask-smorest): tokens, listings and the audit view."""
+"""The HTTP API (OpenAPI-documented with flask-smorest): tokens, listings, the audit view,
+metering uploads, settlement runs, statements and disputes."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
-from flask import current_app, g
+from flask import current_app, g, jsonify, request
 from flask_babel import gettext
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from ..models import ApiToken, Park, Role, User
+from ..models import (
+    ApiToken,
+    Dispute,
+    Park,
+    Role,
+    SettlementKind,
+    SettlementRun,
+    SettlementStatus,
+    User,
+)
 from ..services import audit as audit_service
-from ..services import calendar, grid
+from ..services import calendar, grid, metering, settlement_view
 from ..services import orders as order_service
+from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
 from .security import api_error, public, roles
+from .settlement import queue_run as queue_settlement_run
 
 BEARER = [{"bearerAuth": []}]
 
@@ -267,5 +279,282 @@ def audit_order(public_id):
     return audit_service.compare_order(platform.market(g.db), item)
 
 
+# --------------------------------------------------------------------------- settlement
+
+
+class ReadingsQuery(Schema):
+    format = fields.String(load_default=None, validate=validate.OneOf(["csv", "nem12"]),
+                           metadata={"description": "csv or nem12; recognised when left out"})
+    substitute_reason = fields.String(load_default=None, validate=validate.Length(1, 500),
+                                      metadata={"description": "the file corrects data already "
+                                                               "held: its values replace them, "
+                                                               "flagged substituted, with this "
+                                                               "reason"})
+    filename = fields.String(load_default="", validate=validate.Length(0, 255))
+    park = fields.String(load_default=None, metadata={"description": "park code; default: the "
+                                                                     "first park"})
+
+
+class ImportResponse(Schema):
+    id = fields.Integer()
+    filename = fields.String()
+    file_format = fields.String()
+    sha256 = fields.String()
+    size_bytes = fields.Integer()
+    status = fields.String(metadata={"description": "accepted | refused"})
+    readings = fields.Integer()
+    accepted = fields.Integer(metadata={"description": "intervals with a valid value"})
+    rejected = fields.Integer()
+    point_days = fields.Integer(metadata={"description": "metering point-days stored as new "
+                                                         "versions"})
+    refusal = fields.String(allow_none=True)
+    report = fields.Function(lambda obj: settlement_view.import_report(obj, shown=100),
+                             metadata={"description": "{counts: {rule: n}, problems: [...], "
+                                                      "problem_count}"})
+    created_at = fields.DateTime()
+
+
+class RunRequest(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(SettlementKind.ALL))
+    day = fields.Date(load_default=None, metadata={"description": "the day (not monthly)"})
+    month = fields.String(load_default=None, validate=validate.Regexp(r"^\d{4}-\d{2}$"),
+                          metadata={"description": "YYYY-MM, for a monthly run"})
+    reason = fields.String(load_default="", validate=validate.Length(0, 1000),
+                           metadata={"description": "required for a re-run"})
+    park = fields.String(load_default=None)
+
+
+class RunAccepted(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    progress = fields.Integer()
+
+
+class RunResponse(Schema):
+    id = fields.Integer()
+    park = fields.Function(lambda obj: obj.park.code)
+    period_id = fields.Integer(metadata={"description": "YYYYMMDD, or YYYYMM00 for a month"})
+    period = fields.Function(settlement_view.period_label)
+    kind = fields.String()
+    status = fields.String(metadata={"description": "queued | running | computed | published "
+                                                    "| failed"})
+    progress = fields.Integer(metadata={"description": "percent"})
+    run_number = fields.Function(
+        lambda obj: obj.run_number if obj.status == SettlementStatus.PUBLISHED else None)
+    reason = fields.String()
+    error = fields.String(allow_none=True)
+    rule = fields.Function(lambda obj: {"name": obj.rule.name, "version": obj.rule.version})
+    metering_root = fields.String(allow_none=True)
+    rule_hash = fields.String(allow_none=True)
+    statements_root = fields.String(allow_none=True)
+    result_hash = fields.String(allow_none=True)
+    line_count = fields.Integer()
+    previous_run_id = fields.Integer(allow_none=True)
+    publish_tx_hash = fields.String(allow_none=True)
+    publish_block_number = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    computed_at = fields.DateTime(allow_none=True)
+    published_at = fields.DateTime(allow_none=True)
+    counts = fields.Function(settlement_view.assessment_counts)
+    totals = fields.Function(lambda obj: {
+        key: value for key, value in settlement_view.run_overview(obj).items()
+        if key.endswith("_fen")}, metadata={"description": "fen; positive: paid"})
+
+
+class StatementQuery(Schema):
+    account = fields.String(load_default=None, metadata={
+        "description": "staff: the enterprise code (or operator); enterprises get their own"})
+
+
+class StatementLineResponse(Schema):
+    position = fields.Integer(metadata={"description": "the index of its Merkle leaf"})
+    section = fields.String(metadata={"description": "full | difference"})
+    kind = fields.Function(lambda item: item["line"].kind)
+    period = fields.Function(lambda item: item["line"].period)
+    reference = fields.Function(lambda item: item["line"].reference)
+    fen = fields.Function(lambda item: item["line"].fen,
+                          metadata={"description": "positive: the account pays"})
+    leaf = fields.String()
+    proof = fields.List(fields.String())
+
+
+class StatementResponse(Schema):
+    run_id = fields.Function(lambda found: found["run"].id)
+    period = fields.String(attribute="label")
+    period_id = fields.Function(lambda found: found["run"].period_id)
+    run_number = fields.Function(lambda found: found["run"].run_number)
+    kind = fields.Function(lambda found: found["run"].kind)
+    account = fields.String()
+    statements_root = fields.Function(lambda found: found["run"].statements_root)
+    publish_tx_hash = fields.Function(lambda found: found["run"].publish_tx_hash)
+    publish_block_number = fields.Function(lambda found: found["run"].publish_block_number)
+    total_fen = fields.Integer(metadata={"description": "the run's own lines"})
+    difference_fen = fields.Integer(metadata={"description": "against the previous run"})
+    lines = fields.List(fields.Nested(StatementLineResponse))
+
+
+class StatementSummary(Schema):
+    run_id = fields.Function(lambda row: row["run"].id)
+    period = fields.String(attribute="label")
+    run_number = fields.Function(lambda row: row["run"].run_number)
+    kind = fields.Function(lambda row: row["run"].kind)
+    total_fen = fields.Integer()
+    difference_fen = fields.Integer()
+    lines = fields.Integer()
+
+
+class DisputeRequest(Schema):
+    run_id = fields.Integer(required=True)
+    claimed_fen = fields.Integer(required=True, metadata={"description": "the amount in "
+                                                                         "dispute, in fen"})
+    text = fields.String(required=True, validate=validate.Length(1, 4000))
+
+
+class DisputeResponse(Schema):
+    id = fields.Integer()
+    run_id = fields.Integer()
+    enterprise = fields.Function(lambda obj: obj.enterprise.code)
+    claimed_fen = fields.Integer()
+    text = fields.String()
+    status = fields.String()
+    resolution = fields.String()
+    resolving_run_id = fields.Integer(allow_none=True)
+    raised_at = fields.DateTime()
+
+
+metering_api = Blueprint("metering_api", __name__, url_prefix="/api/v1/metering",
+                         description="Metering data: bulk uploads and their reports")
+settlement_api = Blueprint("settlement_api", __name__, url_prefix="/api/v1/settlement",
+                           description="Settlement runs, statements with Merkle proofs, "
+                                       "disputes")
+READINGS_BODY = {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}, "example": "point,start,kw\n"
+                 "E001-M1,2026-11-24T00:00:00+08:00,812.500\n"},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+UPLOAD_TYPES = ("text/csv", "text/plain", "application/octet-stream")
+STAFF = (Role.SETTLEMENT, Role.AUDITOR, Role.ADMIN)
+
+
+def _request_chunks(size: int = 64 * 1024):
+    """The request body in blocks as it arrives, never read whole."""
+    stream = request.stream
+    while True:
+        block = stream.read(size)
+        if not block:
+            return
+        yield block
+
+
+@metering_api.route("/readings", methods=["POST"])
+@metering_api.arguments(ReadingsQuery, location="query")
+@metering_api.response(201, ImportResponse)
+@metering_api.alt_response(422, description="The file was refused (its line and reason); "
+                                            "nothing of it was kept")
+@metering_api.alt_response(415, description="Send the file as text/csv or "
+                                            "application/octet-stream")
+@metering_api.doc(security=BEARER, requestBody=READINGS_BODY)
+@roles(Role.SETTLEMENT)
+def upload_readings(query):
+    """Upload a file of 15-minute readings (our CSV or NEM12) as the raw request body.
+
+    The body is read as a stream. Readings of unknown points and conflicting duplicates are
+    rejected and reported; a malformed file is refused whole with its line and reason."""
+    if request.mimetype not in UPLOAD_TYPES:
+        return api_error(415, gettext("Send the file as text/csv or application/octet-stream."))
+    park = settlement_view.park_by_code(g.db, query["park"])
+    platform = current_app.extensions["parkgrid"]
+    try:
+        return metering.import_readings(
+            platform, park.id, _request_chunks(), filename=query["filename"],
+            file_format=query["format"], user_id=g.user.id,
+            substitute_reason=query["substitute_reason"])
+    except metering.FileRefused as exc:
+        cause = exc.__cause__  # the format error: its line and reason
+        response = jsonify({"code": 422, "message": gettext(exc.message, **exc.params),
+                            "import_id": exc.import_id, "line": getattr(cause, "line", None),
+                            "reason": getattr(cause, "reason", None) or exc.params["reason"]})
+        response.status_code = 422
+        return response
+
+
+@metering_api.route("/imports/<int:import_id>", methods=["GET"])
+@metering_api.response(200, ImportResponse)
+@metering_api.doc(security=BEARER)
+@roles(*STAFF)
+def get_import(import_id):
+    """One metering import: what it held, what was rejected and why."""
+    return settlement_view.get_import(g.db, import_id)
+
+
+@settlement_api.route("/runs", methods=["POST"])
+@settlement_api.arguments(RunRequest)
+@settlement_api.response(202, RunAccepted)
+@settlement_api.alt_response(409, description="A run of the day is under way, the day is not "
+                                              "over, or the run type does not fit")
+@settlement_api.doc(security=BEARER)
+@roles(Role.SETTLEMENT)
+def create_run(body):
+    """Request a settlement run of a day (initial, final, rerun) or a month (monthly); a task
+    computes it and anchors it on chain. Follow it with GET /runs/{id}."""
+    month = None
+    if body["month"]:
+        year, number = (int(part) for part in body["month"].split("-"))
+        if not 1 <= number <= 12:
+            raise ValidationFailed([FieldProblem("month", N_("give the month as YYYY-MM"))])
+        month = date(year, number, 1)
+    park = settlement_view.park_by_code(g.db, body["park"])
+    platform = current_app.extensions["parkgrid"]
+    run_id = settlement_service.request_run(platform, park.id, body["kind"], day=body["day"],
+                                            month=month, user_id=g.user.id,
+                                            reason=body["reason"])
+    queue_settlement_run(run_id)
+    return g.db.get(SettlementRun, run_id)
+
+
+@settlement_api.route("/runs/<int:run_id>", methods=["GET"])
+@settlement_api.response(200, RunResponse)
+@settlement_api.doc(security=BEARER)
+@roles(*STAFF)
+def get_run(run_id):
+    """A run's status and progress, then its roots, hashes, transaction and counts."""
+    return settlement_view.get_run(g.db, run_id)
+
+
+@settlement_api.route("/statements", methods=["GET"])
+@settlement_api.response(200, StatementSummary(many=True))
+@settlement_api.doc(security=BEARER)
+@roles(Role.ENTERPRISE)
+def list_statements():
+    """Your enterprise's statements of published runs, newest first, with their totals."""
+    return settlement_view.enterprise_statements(g.db, g.user.enterprise)
+
+
+@settlement_api.route("/statements/<int:run_id>", methods=["GET"])
+@settlement_api.arguments(StatementQuery, location="query")
+@settlement_api.response(200, StatementResponse)
+@settlement_api.alt_response(404, description="No such published run (or not yours)")
+@settlement_api.doc(security=BEARER)
+@roles(Role.ENTERPRISE, *STAFF)
+def get_statement(query, run_id):
+    """A statement of a published run with each line's Merkle leaf and proof against the
+    statements root anchored on chain: yours, or (staff) the account named."""
+    return settlement_view.statement_of(g.db, g.user, run_id, query["account"])
+
+
+@settlement_api.route("/disputes", methods=["POST"])
+@settlement_api.arguments(DisputeRequest)
+@settlement_api.response(201, DisputeResponse)
+@settlement_api.alt_response(403, description="The dispute window has closed")
+@settlement_api.alt_response(422, description="Below the materiality threshold or no text")
+@settlement_api.doc(security=BEARER)
+@roles(Role.ENTERPRISE)
+def create_dispute(body):
+    """Dispute a published run of your park within its dispute window."""
+    platform = current_app.extensions["parkgrid"]
+    dispute_id = settlement_service.raise_dispute(platform, body["run_id"], g.user.id,
+                                                  body["claimed_fen"], body["text"])
+    return g.db.get(Dispute, dispute_id)
+
+
 def blueprints():
-    return [tokens, orders, audit]
+    return [tokens, orders, audit, metering_api, settlement_api]
