@@ -62,6 +62,24 @@ class DeviationRule:
     minimum_charge: Decimal = ZERO
     source: str = ""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("a rule needs a name")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) \
+                or self.version < 1:
+            raise ValueError("a rule's version is a whole number from 1")
+        bands = [self.band, *(band for _month, band in self.seasonal)]
+        if not all(isinstance(band, Band) for band in bands):
+            raise ValueError("bands must be Band values")
+        months = [month for month, _band in self.seasonal]
+        if len(set(months)) != len(months) or not all(
+                isinstance(m, int) and 1 <= m <= 12 for m in months):
+            raise ValueError("seasonal bands need distinct months 1–12")
+        for name in ("price_factor", "fixed_price", "minimum_charge"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                raise ValueError(f"{name} must be a finite Decimal, not negative")
+
     def band_for(self, month: int) -> Band:
         return dict(self.seasonal).get(month, self.band)
 

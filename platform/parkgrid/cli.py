@@ -263,6 +263,37 @@ def metering_import(path: str, park_code: str | None, file_format: str | None,
         click.echo(f"  {rule}: {count}")
 
 
+@metering.command("outage")
+@click.argument("start", metavar="START")
+@click.argument("end", metavar="END")
+@click.option("--point", "point_code", default=None,
+              help="Metering point code (default: every point of the park).")
+@click.option("--reason", required=True, help="What happened (feeder trip, maintenance…).")
+@click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
+def metering_outage(start: str, end: str, point_code: str | None, reason: str,
+                    park_code: str | None) -> None:
+    """Mark a supply outage (ISO 8601 times with offsets): never estimated over."""
+    from datetime import datetime
+
+    from .services import metering as metering_service
+    from .services.errors import ServiceError
+    from .wiring import Platform
+
+    try:
+        starts_at, ends_at = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter("give times such as 2026-11-24T08:00:00+08:00") from exc
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        park_id = _one_park(session, park_code).id
+    try:
+        outage_id = metering_service.add_outage(platform, park_id, starts_at, ends_at, reason,
+                                                point_code=point_code)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"outage {outage_id} marked")
+
+
 @main.group()
 def settlement() -> None:
     """Settlement runs: initial, final, re-runs and the monthly roll-up."""
@@ -309,16 +340,49 @@ def settlement_run(period: str, kind: str, reason: str, park_code: str | None) -
                f"{run.line_count} lines, statements root {run.statements_root}")
 
 
+@settlement.command("exempt")
+@click.argument("enterprise")
+@click.argument("day", metavar="YYYY-MM-DD")
+@click.argument("period", type=int)
+@click.option("--reason", required=True, help="Why: a documented outage, force majeure…")
+@click.option("--evidence", required=True, help="The evidence (document or log reference).")
+@click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
+def settlement_exempt(enterprise: str, day: str, period: int, reason: str, evidence: str,
+                      park_code: str | None) -> None:
+    """Excuse an enterprise's period from deviation charges, with its evidence."""
+    from datetime import date
+
+    from .services import settlement as settlement_service
+    from .services.errors import ServiceError
+    from .wiring import Platform
+
+    try:
+        when = date.fromisoformat(day)
+    except ValueError as exc:
+        raise click.BadParameter(f"{day!r} is not a day such as 2026-11-24") from exc
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        park_id = _one_park(session, park_code).id
+    try:
+        settlement_service.add_exemption(platform, park_id, enterprise, when, period, reason,
+                                         evidence)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{enterprise} {day} period {period} exempt; runs made from now on apply it")
+
+
 @settlement.command("set-rules")
 @click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
 @click.option("--rule", "rule_name", default=None, help="Deviation rule preset name.")
+@click.option("--rule-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A rule of your own: JSON in the form of a run's rule document.")
 @click.option("--dispute-days", type=int, default=None)
 @click.option("--materiality-fen", type=int, default=None)
 @click.option("--reference-price", default=None,
               help="Penalty price basis (yuan/kVA·h) in periods without a clearing price.")
 def settlement_set_rules(park_code: str | None, rule_name: str | None,
-                         dispute_days: int | None, materiality_fen: int | None,
-                         reference_price: str | None) -> None:
+                         rule_file: str | None, dispute_days: int | None,
+                         materiality_fen: int | None, reference_price: str | None) -> None:
     """Choose the park's deviation rule, dispute window and materiality threshold."""
     from decimal import Decimal, InvalidOperation
 
@@ -331,8 +395,12 @@ def settlement_set_rules(park_code: str | None, rule_name: str | None,
         park_id = _one_park(session, park_code).id
     try:
         price = Decimal(reference_price) if reference_price is not None else None
+        rule = None
+        if rule_file is not None:
+            with open(rule_file, "rb") as handle:
+                rule = settlement_service.rule_from_file(handle.read())
         settings = settlement_service.configure(
-            platform, park_id, rule_name=rule_name, dispute_days=dispute_days,
+            platform, park_id, rule_name=rule_name, rule=rule, dispute_days=dispute_days,
             materiality_fen=materiality_fen, reference_price=price)
     except InvalidOperation as exc:
         raise click.BadParameter(f"{reference_price!r} is not a price") from exc

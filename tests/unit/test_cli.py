@@ -39,3 +39,45 @@ def test_service_mode_without_a_broker_is_refused_with_a_reason(tmp_path):
 def test_worker_needs_a_broker(tmp_path):
     result = CliRunner().invoke(main, ["worker"], env={"PARKGRID_DATA_DIR": str(tmp_path)})
     assert result.exit_code != 0 and "no broker configured" in result.output
+
+
+def test_metering_and_settlement_commands(tmp_path):
+    env = {"PARKGRID_DATA_DIR": str(tmp_path), "PARKGRID_CHAIN_URL": "eth-tester"}
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    assert runner.invoke(main, ["demo", "load"], env=env).exit_code == 0
+    readings = tmp_path / "day.csv"
+    result = runner.invoke(main, ["demo", "readings", "2026-10-06", "--out", str(readings)],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["metering", "import", str(readings)], env=env)
+    assert result.exit_code == 0 and "accepted" in result.output, result.output
+    assert "duplicate: 1" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("point,start,kw\nX,2026-10-06T00:00:00+08:00,ten\n")
+    result = runner.invoke(main, ["metering", "import", str(bad)], env=env)
+    assert result.exit_code != 0 and "line 2" in result.output
+
+    result = runner.invoke(main, ["metering", "outage", "2026-10-06T20:00:00+08:00",
+                                  "2026-10-06T19:00:00+08:00", "--reason", "trip"], env=env)
+    assert result.exit_code != 0 and "end after it starts" in result.output
+    result = runner.invoke(main, ["metering", "outage", "2026-10-06T20:00:00+08:00",
+                                  "2026-10-06T22:00:00+08:00", "--reason", "feeder trip"],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["settlement", "exempt", "NOPE", "2026-10-06", "3",
+                                  "--reason", "r", "--evidence", "e"], env=env)
+    assert result.exit_code != 0 and "no enterprise NOPE" in result.output
+
+    rule = tmp_path / "rule.json"
+    rule.write_text('{"name": "park-2026", "version": 1, "band": {"upper": "0.05", '
+                    '"lower": "0.05"}, "price_factor": "2", "fixed_price": "0", "seasonal": '
+                    '[[7, {"upper": "0.04", "lower": "0.04"}]], "charge_over": true, '
+                    '"charge_under": true, "minimum_charge": "1", "source": "park rules"}')
+    result = runner.invoke(main, ["settlement", "set-rules", "--rule-file", str(rule),
+                                  "--dispute-days", "10"], env=env)
+    assert result.exit_code == 0 and "park-2026 v1" in result.output, result.output
+    rule.write_text('{"name": "park-2026", "version": 2, "band": {"upper": "-1"}}')
+    result = runner.invoke(main, ["settlement", "set-rules", "--rule-file", str(rule)],
+                           env=env)
+    assert result.exit_code != 0 and "not a valid rule document" in result.output

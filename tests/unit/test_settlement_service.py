@@ -261,3 +261,61 @@ def test_capacity_trades_settle_at_clearing_prices_and_a_buyer_below_its_purchas
         # The high bidder used far less than the 150 kVA it bought: charged for it.
         assert any(x.account == buyer and x.kind == "deviation" for x in run.lines)
         assert sum(x.fen for x in run.lines) == 0
+
+
+def test_an_exemption_excuses_the_period_and_progress_is_visible_while_running(
+        demo_platform):
+    park_id, zone = park_of(demo_platform)
+    metering.import_readings(demo_platform, park_id, chunks(readings_for(
+        demo_platform, PAST_DAY, faults=False)))
+    first = settle(demo_platform, park_id, PAST_DAY, "initial", zone)
+    with demo_platform.unit_of_work() as session:
+        charged = sorted({(x.account, x.period_index) for x in
+                          session.get(SettlementRun, first.id).lines if x.kind == "deviation"})
+    account, period = charged[0]
+    with pytest.raises(ValidationFailed, match="evidence"):
+        service.add_exemption(demo_platform, park_id, account, PAST_DAY, period, "trip", " ")
+    service.add_exemption(demo_platform, park_id, account, PAST_DAY, period,
+                          "grid-side feeder trip", "dispatch log 2026-10-06 #41")
+    run_id = service.request_run(demo_platform, park_id, "final", day=PAST_DAY,
+                                 now=after(PAST_DAY, zone))
+    seen = []
+
+    def progress(percent):
+        with demo_platform.unit_of_work() as session:  # what the run's page would read
+            seen.append((percent, session.get(SettlementRun, run_id).progress))
+
+    run = service.execute(demo_platform, run_id, progress)
+    assert [p for p, _ in seen] == [5, 40, 70, 90] and all(p == s for p, s in seen)
+    with demo_platform.unit_of_work() as session:
+        run = session.get(SettlementRun, run.id)
+        lines = {(x.section, x.account, x.kind, x.period_index): x.fen for x in run.lines}
+        assert ("full", account, "deviation", period) not in lines
+        assert lines[("difference", account, "deviation", period)] < 0  # paid back
+        result = json.loads(run.result_file)
+        assert "grid-side feeder trip" in json.dumps(result, ensure_ascii=False)
+
+
+def test_a_month_rolls_up_each_days_last_run_zero_sum(demo_platform):
+    park_id, zone = park_of(demo_platform)
+    days = [PAST_DAY, PAST_DAY + timedelta(days=1)]
+    for day in days:
+        metering.import_readings(demo_platform, park_id, chunks(readings_for(demo_platform,
+                                                                             day)))
+        settle(demo_platform, park_id, day, "initial", zone)
+    with pytest.raises(Conflict, match="not ended"):
+        service.request_run(demo_platform, park_id, "monthly", month=PAST_DAY,
+                            now=after(days[-1], zone))
+    run_id = service.request_run(demo_platform, park_id, "monthly", month=PAST_DAY,
+                                 now=after(date(2026, 10, 31), zone))
+    run = service.execute(demo_platform, run_id)
+    assert run.status == SettlementStatus.PUBLISHED and run.period_id == 20261000
+    with demo_platform.unit_of_work() as session:
+        month = session.get(SettlementRun, run.id)
+        dailies = session.scalars(select(SettlementRun).where(
+            SettlementRun.period_id != 20261000)).all()
+        daily = totals([_line(x) for r in dailies for x in r.lines])
+        assert totals([_line(x) for x in month.lines]) == {k: v for k, v in daily.items() if v}
+        assert sum(x.fen for x in month.lines) == 0
+        record = demo_platform.market(session).settlement_run(20261000, 1)
+        assert record.kind == "monthly" and record.metering_root == b"\0" * 32

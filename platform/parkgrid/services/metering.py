@@ -37,7 +37,7 @@ from ..models import (
     MeteringPoint,
     Park,
 )
-from .errors import N_, NotFound, ServiceError
+from .errors import N_, FieldProblem, NotFound, ServiceError, ValidationFailed
 
 MISSING = QUALITY_CODE[Quality.MISSING]
 SUBSTITUTED = QUALITY_CODE[Quality.SUBSTITUTED]
@@ -296,3 +296,31 @@ def outages(session: Session, park: Park, start: date, end: date) -> list[Outage
     return [Outage(row.starts_at, row.ends_at,
                    row.metering_point.code if row.metering_point else None, row.reason)
             for row in rows]
+
+
+def add_outage(platform, park_id: int, starts_at: datetime, ends_at: datetime, reason: str, *,
+               point_code: str | None = None, user_id: int | None = None) -> int:
+    """Mark a supply outage of one point (or, without a point, of the whole park): estimation
+    never fills or bridges it, so its intervals stay missing until real data arrive."""
+    problems = []
+    if not reason.strip():
+        problems.append(FieldProblem("reason", N_("say what the outage was")))
+    if starts_at.utcoffset() is None or ends_at.utcoffset() is None:
+        problems.append(FieldProblem("start", N_("give times with their UTC offset")))
+    elif ends_at <= starts_at:
+        problems.append(FieldProblem("end", N_("the outage must end after it starts")))
+    with platform.unit_of_work() as session:
+        point_id = None
+        if point_code is not None:
+            point_id = _park_points(session, park_id).get(point_code)
+            if point_id is None:
+                problems.append(FieldProblem("point", N_("no metering point %(code)s in this "
+                                                         "park"), {"code": point_code}))
+        if problems:
+            raise ValidationFailed(problems)
+        outage = MeteringOutage(park_id=park_id, metering_point_id=point_id,
+                                starts_at=starts_at, ends_at=ends_at, reason=reason.strip(),
+                                created_by_id=user_id)
+        session.add(outage)
+        session.flush()
+        return outage.id

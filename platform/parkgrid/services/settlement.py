@@ -30,6 +30,7 @@ from settlement.day import (
     metering_leaves,
     roll_up,
     rule_bytes,
+    rule_from_document,
     settle_day,
 )
 from settlement.deviation import DeviationRule, Exemption
@@ -91,12 +92,23 @@ def rule_version(session: Session, rule: DeviationRule) -> DeviationRuleVersion:
 
 
 def stored_rule(row: DeviationRuleVersion) -> DeviationRule:
-    """The rule a stored version holds (presets by name, checked against the stored bytes)."""
-    rule = PRESETS.get(row.name)
-    if rule is None or rule.version != row.version or rule_bytes(rule) != row.body:
-        raise Conflict(N_("The stored rule %(name)s version %(version)s is not a known "
-                          "preset version."), name=row.name, version=row.version)
+    """The rule a stored version holds, checked against its stored bytes and hash."""
+    rule = rule_from_document(json.loads(row.body))
+    if rule_bytes(rule) != row.body or "0x" + keccak(row.body).hex() != row.rule_hash:
+        raise Conflict(N_("The stored rule %(name)s version %(version)s does not match its "
+                          "hash."), name=row.name, version=row.version)
     return rule
+
+
+def rule_from_file(data: bytes) -> DeviationRule:
+    """A rule written as JSON in the form `settlement.day.rule_document` gives (a preset's
+    document is a starting point); refused with the reason if it is not a valid rule."""
+    try:
+        return rule_from_document(json.loads(data))
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        raise ValidationFailed([FieldProblem("rule", N_("not a valid rule document: "
+                                                        "%(error)s"), {"error": repr(exc)})]
+                               ) from exc
 
 
 def settings_for(session: Session, park: Park) -> SettlementSettings:
@@ -111,6 +123,7 @@ def settings_for(session: Session, park: Park) -> SettlementSettings:
 
 
 def configure(platform, park_id: int, *, rule_name: str | None = None,
+              rule: DeviationRule | None = None,
               dispute_days: int | None = None, materiality_fen: int | None = None,
               reference_price: Decimal | None = None) -> dict:
     """Choose the park's deviation rule, dispute window (days), materiality (fen) and the
@@ -134,8 +147,8 @@ def configure(platform, park_id: int, *, rule_name: str | None = None,
         settings = settings_for(session, park)
         if reference_price is not None:
             settings.reference_price = reference_price
-        if rule_name is not None:
-            settings.rule = rule_version(session, PRESETS[rule_name])
+        if rule_name is not None or rule is not None:
+            settings.rule = rule_version(session, rule or PRESETS[rule_name])
         if dispute_days is not None:
             settings.dispute_days = dispute_days
         if materiality_fen is not None:
@@ -145,6 +158,40 @@ def configure(platform, park_id: int, *, rule_name: str | None = None,
                 "rule_hash": settings.rule.rule_hash, "dispute_days": settings.dispute_days,
                 "materiality_fen": settings.materiality_fen,
                 "reference_price": str(settings.reference_price)}
+
+
+def add_exemption(platform, park_id: int, enterprise_code: str, day: date, period: int,
+                  reason: str, evidence: str, *, user_id: int | None = None) -> int:
+    """Excuse one enterprise's period from deviation charges (a documented outage, force
+    majeure), with the evidence recorded; runs made afterwards apply it."""
+    problems = []
+    if not reason.strip():
+        problems.append(FieldProblem("reason", N_("say why the period is exempt")))
+    if not evidence.strip():
+        problems.append(FieldProblem("evidence", N_("an exemption needs its evidence (a "
+                                                    "document, a dispatch log entry)")))
+    with platform.unit_of_work() as session:
+        park = session.get(Park, park_id)
+        enterprise = session.scalar(select(Enterprise).where(
+            Enterprise.park_id == park_id, Enterprise.code == enterprise_code))
+        if enterprise is None:
+            problems.append(FieldProblem("enterprise", N_("no enterprise %(code)s in this "
+                                                          "park"), {"code": enterprise_code}))
+        if not 0 <= period < calendar.periods_per_day(park):
+            problems.append(FieldProblem("period", N_("a period of the day is 0 to %(last)s"),
+                                         {"last": calendar.periods_per_day(park) - 1}))
+        if problems:
+            raise ValidationFailed(problems)
+        if session.scalar(select(DeviationExemption).where(
+                DeviationExemption.enterprise_id == enterprise.id,
+                DeviationExemption.day == day, DeviationExemption.period_index == period)):
+            raise Conflict(N_("That period is already exempt."))
+        exemption = DeviationExemption(enterprise_id=enterprise.id, day=day,
+                                       period_index=period, reason=reason.strip(),
+                                       evidence=evidence.strip(), created_by_id=user_id)
+        session.add(exemption)
+        session.flush()
+        return exemption.id
 
 
 # --------------------------------------------------------------------------- requests
@@ -331,30 +378,39 @@ def compute(platform, run_id: int, progress: Progress | None = None) -> Settleme
         run.progress = 5
     step(5)
     try:
+        # Read the inputs, settle without holding a transaction, then write in one go, so
+        # the progress written in between is seen by the run's page.
         with platform.unit_of_work() as session:
             run = session.get(SettlementRun, run_id)
-            park = run.park
-            rule = stored_rule(run.rule)
             previous = _previous_published(session, run)
+            previous_id = previous.id if previous else None
+            previous_lines = _lines_of(previous, FULL) if previous else None
             if run.kind == SettlementKind.MONTHLY:
                 inputs_file, result_file, full, meter_root = _compute_month(session, run)
+                inputs = None
             else:
-                inputs = day_inputs(session, park, run.day, rule)
-                _set_progress(session, run, 40, step)
-                result = settle_day(inputs, final=run.kind != SettlementKind.INITIAL)
-                _set_progress(session, run, 70, step)
-                inputs_file, result_file = extract_bytes(inputs), result.canonical_bytes()
-                full = list(result.lines)
-                meter_root = merkle_root([keccak(leaf) for leaf in metering_leaves(inputs.meter)])
-            diff = differences(_lines_of(previous, FULL), full) if previous else []
-            leaves = statement_leaves(result_file, full, diff)
+                inputs = day_inputs(session, run.park, run.day, stored_rule(run.rule))
+            final = run.kind != SettlementKind.INITIAL
+        if inputs is not None:
+            _progress(platform, run_id, 40, step)
+            result = settle_day(inputs, final=final)
+            _progress(platform, run_id, 70, step)
+            inputs_file, result_file = extract_bytes(inputs), result.canonical_bytes()
+            full = list(result.lines)
+            meter_root = merkle_root([keccak(leaf) for leaf in metering_leaves(inputs.meter)])
+        diff = differences(previous_lines, full) if previous_lines is not None else []
+        leaves = statement_leaves(result_file, full, diff)
+        with platform.unit_of_work() as session:
+            run = session.get(SettlementRun, run_id, with_for_update=True)
+            if run.status != SettlementStatus.RUNNING:
+                return run  # another delivery of the task finished it meanwhile
             run.inputs_file, run.result_file = inputs_file, result_file
             run.result_hash = _hex(keccak(result_file))
             run.metering_root = _hex(meter_root)
             run.rule_hash = run.rule.rule_hash
             run.statements_root = _hex(merkle_root(leaves))
             run.line_count = len(full) + len(diff)
-            run.previous_run_id = previous.id if previous else None
+            run.previous_run_id = previous_id
             run.lines = [StatementLine(position=i, section=section, account=line.account,
                                        kind=line.kind, period_index=line.period,
                                        reference=line.reference, fen=line.fen)
@@ -381,8 +437,9 @@ def _missing_text(exc: IncompleteMeteringError) -> str:
             f"{f' and {more} more' if more > 0 else ''})")
 
 
-def _set_progress(session: Session, run: SettlementRun, percent: int, step: Progress) -> None:
-    run.progress = percent
+def _progress(platform, run_id: int, percent: int, step: Progress) -> None:
+    with platform.unit_of_work() as session:
+        session.get(SettlementRun, run_id).progress = percent
     step(percent)
 
 
