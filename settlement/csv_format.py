@@ -24,23 +24,21 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 
 from settlement.batch import ReadingBatch
-from settlement.errors import MeteringInputError
+from settlement.errors import FileFormatError, MeteringInputError
 from settlement.metering import Reading, to_kw
 
 HEADER = ("point", "start", "kw")
 
 
-class CsvFormatError(MeteringInputError):
-    """A line of a readings file is malformed; `line` is its 1-based number."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
+class CsvFormatError(FileFormatError):
+    """A line of a readings CSV file is malformed."""
 
 
-def _text_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
-    """The file's lines in blocks: (number of the block's first line, its lines)."""
+def _text_blocks(chunks: Iterable[bytes], error: type[FileFormatError] = CsvFormatError
+                 ) -> Iterator[tuple[int, list[str]]]:
+    """The file's lines in blocks: (number of the block's first line, its lines).
+
+    Bytes that are not UTF-8 raise `error` on the line where they are."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     pending = ""
     number = 0
@@ -48,7 +46,7 @@ def _text_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
         try:
             pending += decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            raise _not_utf8(exc, number, pending) from exc
+            raise _not_utf8(exc, number, pending, error) from exc
         *complete, pending = pending.split("\n")
         if complete:
             yield number + 1, complete
@@ -56,20 +54,22 @@ def _text_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise _not_utf8(exc, number, pending) from exc
+        raise _not_utf8(exc, number, pending, error) from exc
     if pending:
         yield number + 1, [pending]
 
 
-def _not_utf8(exc: UnicodeDecodeError, number: int, pending: str) -> CsvFormatError:
+def _not_utf8(exc: UnicodeDecodeError, number: int, pending: str,
+              error: type[FileFormatError]) -> FileFormatError:
     """The error on the line where the bad bytes are, however the file was chunked."""
     valid = exc.object[:exc.start].decode("utf-8", errors="replace")
-    return CsvFormatError(number + (pending + valid).count("\n") + 1,
-                          f"not UTF-8 text ({exc.reason})")
+    return error(number + (pending + valid).count("\n") + 1, f"not UTF-8 text ({exc.reason})")
 
 
-def _text_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
-    for first, block in _text_blocks(chunks):
+def text_lines(chunks: Iterable[bytes], error: type[FileFormatError] = CsvFormatError
+               ) -> Iterator[tuple[int, str]]:
+    """(1-based number, text) of each line of a UTF-8 file given as byte chunks."""
+    for first, block in _text_blocks(chunks, error):
         for offset, line in enumerate(block):
             yield first + offset, line.rstrip("\r")
 
@@ -122,7 +122,7 @@ def read_readings(chunks: Iterable[bytes]) -> Iterator[Reading]:
     Raises CsvFormatError at the first malformed line; a caller stores nothing of the file
     unless the whole stream was read without an error.
     """
-    lines = _text_lines(chunks)
+    lines = text_lines(chunks)
     _check_header(lines)
     for number, text in lines:
         if not text.strip():

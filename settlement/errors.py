@@ -11,6 +11,15 @@ class MeteringInputError(SettlementError, ValueError):
     """Metering input is malformed (naive time, float or over-precise kW, bad rules)."""
 
 
+class FileFormatError(MeteringInputError):
+    """A line of a metering file is malformed; `line` is its 1-based number."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
 class SettlementInputError(SettlementError, ValueError):
     """The inputs of a settlement run are inconsistent (unknown account, bad period, …)."""
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from math import gcd
@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from settlement.batch import QUALITY_CODE, ReadingBatch
-from settlement.errors import MeteringInputError
+from settlement.csv_format import text_lines
+from settlement.errors import FileFormatError
 from settlement.metering import Quality
 
 # Fields per record, the indicator included; a 300 record has 7 plus its interval values.
@@ -61,13 +62,8 @@ _UNIFORM: dict[int, re.Pattern[str]] = {}  # values with exactly n decimals, by 
 _INT64 = 2 ** 63
 
 
-class Nem12FormatError(MeteringInputError):
+class Nem12FormatError(FileFormatError):
     """A record of a NEM12 file is malformed or out of order; `line` is its 1-based number."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
 
 
 def sniff(first_bytes: bytes) -> str:
@@ -96,36 +92,12 @@ def read_nem12_with_summary(chunks: Iterable[bytes], *,
     """
     reader = _Reader(zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone))
     last = 0
-    for number, text in _text_lines(chunks):
+    for number, text in text_lines(chunks, Nem12FormatError):
         last = number
         if text.strip():
             reader.record(number, text)
     reader.finish(last)
     return reader.batch(), reader.summary()
-
-
-def _text_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
-    number = 0
-    for chunk in chunks:
-        try:
-            pending += decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            # The bad byte's line: lines already yielded, pending text, bytes before it.
-            line = number + pending.count("\n") + exc.object[:exc.start].count(b"\n") + 1
-            raise Nem12FormatError(line, f"not UTF-8 text ({exc.reason})") from exc
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            number += 1
-            yield number, line.rstrip("\r")
-    try:
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        raise Nem12FormatError(number + 1, f"not UTF-8 text ({exc.reason})") from exc
-    if pending:
-        number += 1
-        yield number, pending.rstrip("\r")
 
 
 def _date(text: str, what: str, line: int) -> date:

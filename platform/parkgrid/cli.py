@@ -20,6 +20,16 @@ def _settings():
         raise click.ClickException(str(exc)) from exc
 
 
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a day such as 2026-11-24 (or a month "
+                                 "such as 2026-11 for a monthly run)") from exc
+
+
 def _bar(label: str, length: int):
     return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
 
@@ -76,15 +86,11 @@ def demo_load(seed: int | None) -> None:
 @click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
 def demo_readings(day: str, out: str, park_code: str | None) -> None:
     """Write a sample day of 15-minute readings for the park's metering points (CSV)."""
-    from datetime import date
 
     from .demo import sample_readings
     from .wiring import Platform
 
-    try:
-        when = date.fromisoformat(day)
-    except ValueError as exc:
-        raise click.BadParameter(f"{day!r} is not a day such as 2026-11-24") from exc
+    when = _day(day)
     platform = Platform(_settings())
     with platform.unit_of_work() as session:
         data = sample_readings(session, _one_park(session, park_code), when)
@@ -307,18 +313,13 @@ def settlement() -> None:
 @click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
 def settlement_run(period: str, kind: str, reason: str, park_code: str | None) -> None:
     """Settle a delivery day (or roll up a month with --kind monthly) and anchor it."""
-    from datetime import date
 
     from .services import settlement as settlement_service
     from .services.errors import ServiceError
     from .wiring import Platform
 
     platform = Platform(_settings())
-    try:
-        when = date.fromisoformat(period if kind != "monthly" else f"{period}-01")
-    except ValueError as exc:
-        raise click.BadParameter(f"{period!r} is not a day (YYYY-MM-DD) or a month "
-                                 "(YYYY-MM)") from exc
+    when = _day(period if kind != "monthly" else f"{period}-01")
     with platform.unit_of_work() as session:
         park_id = _one_park(session, park_code).id
     try:
@@ -350,16 +351,12 @@ def settlement_run(period: str, kind: str, reason: str, park_code: str | None) -
 def settlement_exempt(enterprise: str, day: str, period: int, reason: str, evidence: str,
                       park_code: str | None) -> None:
     """Excuse an enterprise's period from deviation charges, with its evidence."""
-    from datetime import date
 
     from .services import settlement as settlement_service
     from .services.errors import ServiceError
     from .wiring import Platform
 
-    try:
-        when = date.fromisoformat(day)
-    except ValueError as exc:
-        raise click.BadParameter(f"{day!r} is not a day such as 2026-11-24") from exc
+    when = _day(day)
     platform = Platform(_settings())
     with platform.unit_of_work() as session:
         park_id = _one_park(session, park_code).id
