@@ -360,7 +360,7 @@ def _previous_published(session: Session, run: SettlementRun) -> SettlementRun |
         .order_by(SettlementRun.run_number.desc()))
 
 
-def _lines_of(run: SettlementRun, section: str) -> list[Line]:
+def lines_of(run: SettlementRun, section: str) -> list[Line]:
     return [Line(row.account, row.kind, row.period_index, row.reference, row.fen)
             for row in run.lines if row.section == section]
 
@@ -384,7 +384,7 @@ def compute(platform, run_id: int, progress: Progress | None = None) -> Settleme
             run = session.get(SettlementRun, run_id)
             previous = _previous_published(session, run)
             previous_id = previous.id if previous else None
-            previous_lines = _lines_of(previous, FULL) if previous else None
+            previous_lines = lines_of(previous, FULL) if previous else None
             if run.kind == SettlementKind.MONTHLY:
                 inputs_file, result_file, full, meter_root = _compute_month(session, run)
                 inputs = None
@@ -459,7 +459,7 @@ def _compute_month(session: Session, run: SettlementRun):
         SettlementRun.status == SettlementStatus.PUBLISHED)
         .order_by(SettlementRun.day, SettlementRun.run_number)).all()
     latest = {r.day: r for r in runs}  # the last published run of each day wins
-    lines = roll_up({day: _lines_of(r, FULL) for day, r in latest.items()})
+    lines = roll_up({day: lines_of(r, FULL) for day, r in latest.items()})
     inputs_file = canonical_json({"month": month.strftime("%Y-%m"), "days": {
         day.isoformat(): {"run": r.run_number, "result_hash": r.result_hash,
                           "statements_root": r.statements_root}
@@ -567,8 +567,8 @@ def runs_to_finish(session: Session, stale_after: timedelta = timedelta(minutes=
 
 def statement(session: Session, run: SettlementRun, account: str) -> dict:
     """An account's lines of a published run with the Merkle proof of each."""
-    leaves = statement_leaves(run.result_file, _lines_of(run, FULL),
-                              _lines_of(run, DIFFERENCE))
+    leaves = statement_leaves(run.result_file, lines_of(run, FULL),
+                              lines_of(run, DIFFERENCE))
     tree_lines = []
     for row in run.lines:
         if row.account != account:

@@ -16,8 +16,6 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from settlement.run import Line
-
 from ..chain.market import CapacityMarket
 from ..models import (
     ChainDeployment,
@@ -368,11 +366,8 @@ def _anchors(session: Session, run: SettlementRun) -> dict:
 
 def run_leaves(run: SettlementRun) -> list[str]:
     """The statement leaves of a computed run, by position, as 0x-hex."""
-    def lines(section: str) -> list[Line]:
-        return [Line(row.account, row.kind, row.period_index, row.reference, row.fen)
-                for row in run.lines if row.section == section]
-
-    leaves = service.statement_leaves(run.result_file, lines(FULL), lines(DIFFERENCE))
+    leaves = service.statement_leaves(run.result_file, service.lines_of(run, FULL),
+                                      service.lines_of(run, DIFFERENCE))
     return ["0x" + leaf.hex() for leaf in leaves]
 
 
