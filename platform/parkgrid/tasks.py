@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import pools as kombu_pools
 from sqlalchemy.exc import OperationalError
 
@@ -51,6 +52,15 @@ def configure(settings: Settings, platform: Platform | None = None) -> Celery:
         task_default_queue="parkgrid",
     )
     return celery_app
+
+
+@worker_process_init.connect
+def _own_connections(**_kwargs) -> None:
+    """A forked worker process must not use the database connections its parent opened
+    (the parent checks the database and chain before forking): two processes on one
+    connection corrupt its protocol state (PostgreSQL reports duplicate prepared statements)."""
+    if _platform is not None and "engine" in _platform.__dict__:
+        _platform.engine.dispose(close=False)
 
 
 def get_platform() -> Platform:

@@ -81,7 +81,10 @@ class RunningPlatform:
         if self.proc.poll() is None:
             self.proc.send_signal(2)  # Ctrl+C: the run command stops its chain node too
             try:
-                self.proc.wait(timeout=20)
+                # Generous: the node writes its state file on the way out, and a loaded
+                # machine is slow; killing the command early would orphan a node that is
+                # still writing.
+                self.proc.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from eth_utils import keccak
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from settlement.day import (
     Account,
@@ -271,6 +271,7 @@ def request_run(platform, park_id: int, kind: str, *, day: date | None = None,
 
 def _accounts(session: Session, park: Park) -> tuple[Account, ...]:
     enterprises = session.scalars(select(Enterprise).where(Enterprise.park_id == park.id)
+                                  .options(selectinload(Enterprise.metering_points))
                                   .order_by(Enterprise.code)).all()
     return tuple(Account(e.code, Decimal(e.contracted_kva),
                          tuple(sorted(p.code for p in e.metering_points)))
