@@ -483,6 +483,7 @@ def run(host: str, port: int, chain_port: int | None) -> None:
         raise click.ClickException("'run' is for embedded mode; use 'serve' and 'worker'")
     if chain_port is not None and not settings.uses_eth_tester:
         settings = replace(settings, chain_url=f"http://127.0.0.1:{chain_port}")
+    _stop_on_signals()
     with ExitStack() as stack:
         chain_url = settings.chain_url
         if not settings.uses_eth_tester and urlsplit(chain_url).hostname in ("127.0.0.1",
@@ -532,6 +533,19 @@ def _start_gate_watch(interval_s: float = 10.0) -> None:
             time.sleep(interval_s)
 
     threading.Thread(target=watch, name="gate-watch", daemon=True).start()
+
+
+def _stop_on_signals() -> None:
+    """Ctrl+C and SIGTERM stop the run command cleanly, so it stops its chain node (which
+    writes its state file) — even when started from a shell that ignores interrupts for
+    background jobs, where the process would inherit SIGINT ignored."""
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _serve(app, host: str, port: int) -> None:
