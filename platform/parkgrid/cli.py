@@ -504,7 +504,7 @@ def run(host: str, port: int, chain_port: int | None) -> None:
         from . import tasks
 
         click.echo(f"queued {tasks.flush_outbox()} pending order(s)", err=True)
-        _start_gate_watch()
+        _start_beat_watch()
         click.echo("")
         click.echo(f"ParkGrid is running: open http://{host}:{port}/")
         click.echo(f"API docs:            http://{host}:{port}/api/docs")
@@ -516,23 +516,28 @@ def run(host: str, port: int, chain_port: int | None) -> None:
         _serve(app, host, port)
 
 
-def _start_gate_watch(interval_s: float = 10.0) -> None:
-    """Embedded mode has no scheduler process: a thread closes gates (clears due days)."""
+def _start_beat_watch(interval_s: float = 10.0) -> None:
+    """Embedded mode has no scheduler process: a thread runs the beat schedule's tasks
+    (closing gates, finishing settlement runs left unanchored) every few seconds."""
     import logging
     import threading
     import time
 
-    from . import tasks
+    from .tasks import celery_app
+
+    scheduled = [celery_app.tasks[entry["task"]]
+                 for entry in celery_app.conf.beat_schedule.values()]
 
     def watch():
         while True:
-            try:
-                tasks.close_gates()
-            except Exception:  # a failed clearing is logged and tried again next round
-                logging.getLogger(__name__).exception("gate watch")
+            for task in scheduled:
+                try:
+                    task()
+                except Exception:  # a failed round is logged and tried again next round
+                    logging.getLogger(__name__).exception("scheduled task %s", task.name)
             time.sleep(interval_s)
 
-    threading.Thread(target=watch, name="gate-watch", daemon=True).start()
+    threading.Thread(target=watch, name="beat-watch", daemon=True).start()
 
 
 def _stop_on_signals() -> None:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from parkgrid.models import User
-from parkgrid.services import calendar
+from parkgrid.services import calendar, clearing
 from parkgrid.services import orders as order_service
 
 PERIOD = 10  # the peak: 198.5 kVA of headroom left on the derated transformer
@@ -50,3 +50,15 @@ def after_gate(platform, gate):
     """Move the chain's clock past the gate, as the wall clock will be when clearing runs."""
     platform.chain.set_next_block_timestamp(int(gate.timestamp()) + 1)
     return gate + timedelta(seconds=1)
+
+
+def clear_and_publish(book) -> tuple[int, int]:
+    """The book's day cleared at its gate and published by settlement staff:
+    (clearing run id, staff user id)."""
+    platform, park_id, day, gate, _ids = book
+    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    with platform.unit_of_work() as session:
+        staff_id = user(session, "settlement").id
+    after_gate(platform, gate)
+    clearing.publish(platform, run_id, staff_id)
+    return run_id, staff_id

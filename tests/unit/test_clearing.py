@@ -15,7 +15,7 @@ from parkgrid.models import ClearingRun, Order, Park
 from parkgrid.services import calendar, clearing, clearing_view
 from parkgrid.services.errors import Conflict, Forbidden
 
-from .market_book import PERIOD, after_gate, user
+from .market_book import PERIOD, after_gate, clear_and_publish, user
 
 
 def allocations(platform, run_id):
@@ -102,11 +102,7 @@ def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(b
 
 def test_void_needs_a_reason_is_recorded_on_chain_and_the_day_clears_again(book):
     platform, park_id, day, gate, _ids = book
-    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
-    with platform.unit_of_work() as session:
-        staff_id = user(session, "settlement").id
-    after_gate(platform, gate)
-    clearing.publish(platform, run_id, staff_id)
+    run_id, staff_id = clear_and_publish(book)
     with pytest.raises(Conflict, match="reason"):
         clearing.void(platform, run_id, staff_id, "  ")
     clearing.void(platform, run_id, staff_id, "meter T3 mis-read in the forecast")

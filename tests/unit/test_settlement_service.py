@@ -24,13 +24,13 @@ from parkgrid.models import (
     SettlementRun,
     SettlementStatus,
 )
-from parkgrid.services import clearing, metering
+from parkgrid.services import metering
 from parkgrid.services import settlement as service
 from parkgrid.services.errors import Conflict, ValidationFailed
 from settlement.day import inputs_from_extract, metering_leaves, settle_day
 from settlement.run import totals
 
-from .market_book import after_gate, user
+from .market_book import clear_and_publish, user
 
 PAST_DAY = date(2026, 10, 6)
 
@@ -95,7 +95,8 @@ def test_a_correction_is_a_new_version_and_the_old_one_stays(demo_platform):
         old, new = (np.frombuffer(r.watts, "<i8") for r in rows)
         assert new[12] == 123456 and old[12] != 123456
         assert (np.delete(old, 12) == np.delete(new, 12)).all()
-        day = metering.load_day(session, session.scalar(select(Park)), PAST_DAY, [point])
+        day = metering.load_days(session, session.scalar(select(Park)), [PAST_DAY],
+                                 [point])[PAST_DAY]
         (value,) = [v for v in day.series(point) if v.interval == 12]
         assert value.quality == "substituted" and "CM-7" in value.explanation
 
@@ -239,12 +240,8 @@ def _line(row):
 
 
 def test_capacity_trades_settle_at_clearing_prices_and_a_buyer_below_its_purchase_pays(book):
-    platform, park_id, day, gate, ids = book
-    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
-    with platform.unit_of_work() as session:
-        staff_id = user(session, "settlement").id
-    after_gate(platform, gate)
-    clearing.publish(platform, run_id, staff_id)
+    platform, park_id, day, _gate, ids = book
+    clear_and_publish(book)
     _park, zone = park_of(platform)
     metering.import_readings(platform, park_id, chunks(readings_for(platform, day)))
     run = settle(platform, park_id, day, "initial", zone)

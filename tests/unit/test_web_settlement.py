@@ -17,25 +17,22 @@ from sqlalchemy import func, select
 
 from parkgrid.canonical import merkle_root, verify_merkle_proof
 from parkgrid.models import Enterprise, MeterDayVersion, Park, SettlementRun
-from parkgrid.services import calendar, clearing
+from parkgrid.services import calendar
 from parkgrid.services import settlement as settlement_service
 from settlement.day import inputs_from_extract, line_bytes, settle_day
 from settlement.run import Line
 
-from .market_book import PERIOD, after_gate, user
+from .market_book import PERIOD, clear_and_publish
 from .test_web import page_login, token
 
 
 @pytest.fixture
 def cleared(book, monkeypatch):
     """The book's day cleared and published, and the clock moved to the morning after."""
-    platform, park_id, day, gate, ids = book
-    run_id = clearing.run_clearing(platform, park_id, day, now=gate)
+    platform, park_id, day, _gate, ids = book
+    clear_and_publish(book)
     with platform.unit_of_work() as session:
-        staff_id = user(session, "settlement").id
         zone = ZoneInfo(session.get(Park, park_id).timezone)
-    after_gate(platform, gate)
-    clearing.publish(platform, run_id, staff_id)
     morning = datetime.combine(day + timedelta(days=1), time(9), zone)
     monkeypatch.setattr(calendar, "utcnow", lambda: morning.astimezone(ZoneInfo("UTC")))
     return platform, park_id, day, ids

@@ -14,6 +14,7 @@ from ..canonical import (
 )
 from ..chain import OrderRecord, enterprise_key
 from ..models import ChainPath, ChainStatus, Order
+from . import calendar
 from .errors import N_
 
 
@@ -87,7 +88,7 @@ def compare_order(market, order: Order) -> OrderComparison:
         mismatches.append(N_("version differs"))
     if bytes(record.enterprise_id) != enterprise_key(enterprise.code):
         mismatches.append(N_("enterprise differs"))
-    if record.delivery_day != int(order.delivery_day.strftime("%Y%m%d")):
+    if record.delivery_day != calendar.day_number(order.delivery_day):
         mismatches.append(N_("delivery day differs"))
     if record.side != order.side:
         mismatches.append(N_("side differs"))

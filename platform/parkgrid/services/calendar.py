@@ -32,5 +32,20 @@ def open_delivery_day(park, now: datetime) -> date:
     return day
 
 
+def day_number(day: date) -> int:
+    """A delivery day as the chain keys it: YYYYMMDD."""
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def month_number(month: date) -> int:
+    """A month as the chain keys its settlement roll-up: YYYYMM00."""
+    return month.year * 10000 + month.month * 100
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after the one `month` falls in."""
+    return (month.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
 def periods_per_day(park) -> int:
     return 24 * 60 // park.period_minutes

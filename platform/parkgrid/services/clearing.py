@@ -328,7 +328,7 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
         user = session.get(User, user_id)
         signer = _staff_signer(session, platform, user)
         market = platform.market(session)
-        day_number = int(run.delivery_day.strftime("%Y%m%d"))
+        day_number = calendar.day_number(run.delivery_day)
         # No order of the day reached the chain when the day was never opened there: there
         # is nothing to anchor, and the (empty) result is published off chain only.
         if market.day(day_number) is not None:
@@ -388,7 +388,7 @@ def void(platform, run_id: int, user_id: int, reason: str) -> ClearingRun:
         user = session.get(User, user_id)
         signer = _staff_signer(session, platform, user)
         market = platform.market(session)
-        market.void_clearing(signer, int(run.delivery_day.strftime("%Y%m%d")), run.run_number,
+        market.void_clearing(signer, calendar.day_number(run.delivery_day), run.run_number,
                              reason)
         run.status = ClearingStatus.VOIDED
         run.void_reason = reason

@@ -23,10 +23,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from settlement import csv_format, nem12
-from settlement.batch import QUALITY_CODE, ReadingBatch
+from settlement.batch import ReadingBatch
 from settlement.errors import MeteringInputError
 from settlement.estimation import Outage
-from settlement.metering import MeterDay, MeteringRules, Problem, Quality, validate_day
+from settlement.metering import (
+    MISSING,
+    SUBSTITUTED,
+    DayGrid,
+    MeterDay,
+    MeteringRules,
+    Problem,
+    validate_day,
+)
 
 from ..models import (
     Enterprise,
@@ -39,8 +47,6 @@ from ..models import (
 )
 from .errors import N_, FieldProblem, NotFound, ServiceError, ValidationFailed
 
-MISSING = QUALITY_CODE[Quality.MISSING]
-SUBSTITUTED = QUALITY_CODE[Quality.SUBSTITUTED]
 # Problems kept word for word in an import's report; the rest are counted by rule.
 REPORT_LIMIT = 1000
 FORMATS = ("csv", "nem12")
@@ -151,7 +157,8 @@ def import_readings(platform, park_id: int, chunks: Iterable[bytes], *, filename
         days = _local_days(batch, zone)
         rules = MeteringRules()
         written = accepted = 0
-        for number, day in enumerate(sorted(set(days.tolist()))):
+        ordinals = sorted(set(days.tolist()))
+        for number, day in enumerate(ordinals):
             rows = days == day
             sub = batch.take(rows)
             codes = sorted({sub.points[i] for i in np.unique(sub.point_index).tolist()})
@@ -161,7 +168,7 @@ def import_readings(platform, park_id: int, chunks: Iterable[bytes], *, filename
             accepted += int((metered.quality != MISSING).sum())
             written += _store_versions(session, record, metered, points, substitute_reason,
                                        user_id)
-            step("days", number + 1, len(set(days.tolist())))
+            step("days", number + 1, len(ordinals))
         counts = Counter(p.rule for p in problems)
         counts["unknown-point"] = unknown_count
         record.accepted = accepted
@@ -190,21 +197,24 @@ def _local_days(batch: ReadingBatch, zone: ZoneInfo) -> np.ndarray:
     unique, inverse = np.unique(batch.start, return_inverse=True)
     ordinals = np.array([datetime.fromtimestamp(int(s), zone).date().toordinal()
                          for s in unique.tolist()], np.int64)
-    return ordinals[inverse] if len(batch) else np.zeros(0, np.int64)
+    return ordinals[inverse]
 
 
-def _latest(session: Session, point_ids: Iterable[int], day: date) -> dict[int, MeterDayVersion]:
-    ids = list(point_ids)
-    if not ids:
+def _latest(session: Session, point_ids: Iterable[int], days: Iterable[date]
+            ) -> dict[tuple[int, date], MeterDayVersion]:
+    """The newest version of each (point, day) that has one, in one query."""
+    ids, days = list(point_ids), list(days)
+    if not ids or not days:
         return {}
-    newest = (select(MeterDayVersion.metering_point_id,
+    newest = (select(MeterDayVersion.metering_point_id, MeterDayVersion.day,
                      func.max(MeterDayVersion.version).label("version"))
-              .where(MeterDayVersion.day == day, MeterDayVersion.metering_point_id.in_(ids))
-              .group_by(MeterDayVersion.metering_point_id).subquery())
+              .where(MeterDayVersion.day.in_(days), MeterDayVersion.metering_point_id.in_(ids))
+              .group_by(MeterDayVersion.metering_point_id, MeterDayVersion.day).subquery())
     rows = session.scalars(select(MeterDayVersion).join(
         newest, (MeterDayVersion.metering_point_id == newest.c.metering_point_id)
-        & (MeterDayVersion.version == newest.c.version)).where(MeterDayVersion.day == day))
-    return {row.metering_point_id: row for row in rows}
+        & (MeterDayVersion.day == newest.c.day)
+        & (MeterDayVersion.version == newest.c.version)))
+    return {(row.metering_point_id, row.day): row for row in rows}
 
 
 def _store_versions(session: Session, record: MeteringImport, metered: MeterDay,
@@ -212,7 +222,7 @@ def _store_versions(session: Session, record: MeteringImport, metered: MeterDay,
                     user_id: int | None) -> int:
     """Add a version for each point of `metered` whose values differ from its latest one."""
     ids = [points[code] for code in metered.points]
-    previous = _latest(session, ids, metered.day)
+    previous = _latest(session, ids, [metered.day])
     written = 0
     for row, point_id in enumerate(ids):
         watts = metered.watts[row].astype("<i8")
@@ -223,7 +233,7 @@ def _store_versions(session: Session, record: MeteringImport, metered: MeterDay,
             quality = np.where(given, SUBSTITUTED, quality).astype(np.uint8)
             notes |= {i: f"substituted: {substitute_reason}"
                       for i in np.flatnonzero(given).tolist()}
-        old = previous.get(point_id)
+        old = previous.get((point_id, metered.day))
         if old is not None:
             # Overlay: the file's valid values replace the held ones; the rest is kept.
             old_watts = np.frombuffer(old.watts, "<i8")
@@ -251,38 +261,36 @@ def _store_versions(session: Session, record: MeteringImport, metered: MeterDay,
     return written
 
 
-def load_day(session: Session, park: Park, day: date, codes: Iterable[str]) -> MeterDay:
-    """The latest version of every named point's day; points without data are all missing."""
-    codes = sorted(set(codes))
+def load_days(session: Session, park: Park, days: Iterable[date], codes: Iterable[str]
+              ) -> dict[date, MeterDay]:
+    """The latest version of every named point's day, for each day; points without data
+    are all missing."""
+    codes, days = sorted(set(codes)), sorted(set(days))
     zone = ZoneInfo(park.timezone)
-    empty = validate_day([], points=codes, day=day, zone=zone)
     points = dict(session.execute(select(MeteringPoint.code, MeteringPoint.id)
                                   .where(MeteringPoint.code.in_(codes))).all()) if codes else {}
-    latest = _latest(session, points.values(), day)
-    watts = empty.watts.copy()
-    quality = empty.quality.copy()
-    notes: dict[tuple[int, int], str] = {}
-    count = watts.shape[1]
-    for row, code in enumerate(codes):
-        version = latest.get(points.get(code, -1))
-        if version is None:
-            continue
-        stored = np.frombuffer(version.watts, "<i8")
-        if len(stored) != count:
-            raise ServiceError(N_("Stored metering data of %(point)s on %(day)s do not fit the "
-                                  "day's intervals."), point=code, day=day.isoformat())
-        watts[row] = stored
-        quality[row] = np.frombuffer(version.quality, np.uint8)
-        for key, text in json.loads(version.notes).items():
-            notes[(row, int(key))] = text
-    return MeterDay(day, zone.key, tuple(codes), watts, quality, notes, ())
-
-
-def versions_used(session: Session, day: date, codes: Iterable[str]) -> dict[str, int]:
-    """Point code → the version number `load_day` takes for that day (absent: no data)."""
-    points = dict(session.execute(select(MeteringPoint.id, MeteringPoint.code)
-                                  .where(MeteringPoint.code.in_(list(codes)))).all())
-    return {points[pid]: v.version for pid, v in _latest(session, points, day).items()}
+    latest = _latest(session, points.values(), days)
+    out = {}
+    for day in days:
+        count = DayGrid(day, zone).count
+        watts = np.zeros((len(codes), count), np.int64)
+        quality = np.full((len(codes), count), MISSING, np.uint8)
+        notes: dict[tuple[int, int], str] = {}
+        for row, code in enumerate(codes):
+            version = latest.get((points.get(code), day))
+            if version is None:
+                continue
+            stored = np.frombuffer(version.watts, "<i8")
+            if len(stored) != count:
+                raise ServiceError(N_("Stored metering data of %(point)s on %(day)s do not "
+                                      "fit the day's intervals."), point=code,
+                                   day=day.isoformat())
+            watts[row] = stored
+            quality[row] = np.frombuffer(version.quality, np.uint8)
+            for key, text in json.loads(version.notes).items():
+                notes[(row, int(key))] = text
+        out[day] = MeterDay(day, zone.key, tuple(codes), watts, quality, notes, ())
+    return out
 
 
 def outages(session: Session, park: Park, start: date, end: date) -> list[Outage]:

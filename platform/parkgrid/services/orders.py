@@ -325,7 +325,7 @@ def record_order_on_chain(platform, order_id: int) -> str:
                                         order.delivery_day)
                         market.record_order(account, chain_order_id,
                                             enterprise_key(enterprise.code),
-                                            _day_number(order.delivery_day), order.side,
+                                            calendar.day_number(order.delivery_day), order.side,
                                             _hash_bytes(action.content_hash))
                     elif action.action == OrderActionKind.AMEND:
                         market.amend_order(account, chain_order_id,
@@ -410,7 +410,7 @@ def _send_batch(platform, batch_id: str) -> None:
                 ensure_day_open(platform, session, market, enterprise.park, first.delivery_day)
                 market.record_order_batch(
                     account, chain_batch_id, enterprise_key(enterprise.code),
-                    _day_number(first.delivery_day),
+                    calendar.day_number(first.delivery_day),
                     [(uuid_to_bytes32(a.order.public_id), a.action, a.order.side,
                       _hash_bytes(a.content_hash) if a.action != OrderActionKind.CANCEL
                       else b"\x00" * 32) for a in actions])
@@ -437,12 +437,12 @@ def ensure_day_open(platform, session: Session, market, park, delivery_day: date
     """Open the market day on chain (with its gate closure) before its first order."""
     from .chain_setup import operator_account
 
-    if market.day(_day_number(delivery_day)) is not None:
+    if market.day(calendar.day_number(delivery_day)) is not None:
         return
     gate = int(calendar.gate_closure(park, delivery_day).timestamp())
     operator = load_local_account(platform.keybox, operator_account(session, platform.keybox))
     try:
-        market.open_day(operator, _day_number(delivery_day), gate)
+        market.open_day(operator, calendar.day_number(delivery_day), gate)
     except ChainRevertError as exc:
         if exc.error_name != "CapacityMarketDayAlreadyOpen":  # another task opened it first
             raise
@@ -473,10 +473,6 @@ def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
         ids = [member.id for member in members]
         batches.extend(ids[i:i + MAX_BATCH] for i in range(0, len(ids), MAX_BATCH))
     return batches, sorted(singles)
-
-
-def _day_number(day: date) -> int:
-    return int(day.strftime("%Y%m%d"))
 
 
 def _hash_bytes(value: str) -> bytes:

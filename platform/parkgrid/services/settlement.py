@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from eth_utils import keccak
 from sqlalchemy import func, select
@@ -35,6 +34,7 @@ from settlement.day import (
 )
 from settlement.deviation import DeviationRule, Exemption
 from settlement.estimation import estimate_day
+from settlement.metering import MeteringRules
 from settlement.presets import PRESETS
 from settlement.run import Line, Trade
 
@@ -65,7 +65,9 @@ from . import calendar, metering
 from .errors import N_, Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 
 DEFAULT_RULE = "sichuan-2018"
-HISTORY_DAYS = 21
+METERING_RULES = MeteringRules()
+# How far back like days are taken from (estimation's own look-back window).
+HISTORY_DAYS = 7 * METERING_RULES.like_day_weeks
 FULL, DIFFERENCE = "full", "difference"
 UNFINISHED = (SettlementStatus.QUEUED, SettlementStatus.RUNNING, SettlementStatus.COMPUTED)
 Progress = Callable[[int], None]
@@ -197,19 +199,6 @@ def add_exemption(platform, park_id: int, enterprise_code: str, day: date, perio
 # --------------------------------------------------------------------------- requests
 
 
-def period_id_of_day(day: date) -> int:
-    return day.year * 10000 + day.month * 100 + day.day
-
-
-def period_id_of_month(month: date) -> int:
-    return month.year * 10000 + month.month * 100
-
-
-def _day_over(park: Park, day: date, now: datetime) -> bool:
-    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(park.timezone))
-    return now >= end
-
-
 def request_run(platform, park_id: int, kind: str, *, day: date | None = None,
                 month: date | None = None, user_id: int | None = None, reason: str = "",
                 dispute_id: int | None = None, now: datetime | None = None) -> int:
@@ -227,17 +216,16 @@ def request_run(platform, park_id: int, kind: str, *, day: date | None = None,
             if month is None:
                 raise ValidationFailed([FieldProblem("month", N_("a month is required"))])
             month = month.replace(day=1)
-            last = (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-            if not _day_over(park, last, now):
+            if calendar.park_today(park, now) < calendar.next_month(month):
                 raise Conflict(N_("%(month)s has not ended yet."), month=month.strftime("%Y-%m"))
-            period_id, run_day = period_id_of_month(month), None
+            period_id, run_day = calendar.month_number(month), None
         else:
             if day is None:
                 raise ValidationFailed([FieldProblem("day", N_("a delivery day is required"))])
-            if not _day_over(park, day, now):
+            if calendar.park_today(park, now) <= day:
                 raise Conflict(N_("%(day)s is not over yet; it can be settled from the next "
                                   "day on."), day=day.isoformat())
-            period_id, run_day = period_id_of_day(day), day
+            period_id, run_day = calendar.day_number(day), day
         runs = session.scalars(select(SettlementRun).where(
             SettlementRun.park_id == park_id, SettlementRun.period_id == period_id)).all()
         if any(r.status in UNFINISHED for r in runs):
@@ -317,14 +305,14 @@ def _exemptions(session: Session, park: Park, day: date) -> dict[str, tuple[Exem
 
 def meter_day_used(session: Session, park: Park, day: date, codes: list[str]):
     """The day's latest metering versions, estimated where data are missing."""
-    metered = metering.load_day(session, park, day, codes)
+    metered = metering.load_days(session, park, [day], codes)[day]
     missing = sorted({point for point, _ in metered.missing()})
     history = []
-    if missing:
-        history = [metering.load_day(session, park, day - timedelta(days=back), missing)
-                   for back in range(1, HISTORY_DAYS + 1)]
+    if missing:  # like days are only read for the points that need them
+        days = [day - timedelta(days=back) for back in range(1, HISTORY_DAYS + 1)]
+        history = list(metering.load_days(session, park, days, missing).values())
     marked = metering.outages(session, park, day - timedelta(days=HISTORY_DAYS), day)
-    return estimate_day(metered, history=history, outages=marked)
+    return estimate_day(metered, history=history, outages=marked, rules=METERING_RULES)
 
 
 def day_inputs(session: Session, park: Park, day: date, rule: DeviationRule) -> DayInputs:
@@ -456,7 +444,7 @@ def _compute_month(session: Session, run: SettlementRun):
     month = date(run.period_id // 10000, run.period_id // 100 % 100, 1)
     runs = session.scalars(select(SettlementRun).where(
         SettlementRun.park_id == run.park_id, SettlementRun.day >= month,
-        SettlementRun.day < (month + timedelta(days=32)).replace(day=1),
+        SettlementRun.day < calendar.next_month(month),
         SettlementRun.status == SettlementStatus.PUBLISHED)
         .order_by(SettlementRun.day, SettlementRun.run_number)).all()
     latest = {r.day: r for r in runs}  # the last published run of each day wins

@@ -3,7 +3,7 @@ metering uploads, settlement runs, statements and disputes."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import current_app, g, jsonify, request
 from flask_babel import gettext
@@ -28,6 +28,7 @@ from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
 from .security import api_error, public, roles
+from .settlement import parse_month
 from .settlement import queue_run as queue_settlement_run
 
 BEARER = [{"bearerAuth": []}]
@@ -498,10 +499,9 @@ def create_run(body):
     computes it and anchors it on chain. Follow it with GET /runs/{id}."""
     month = None
     if body["month"]:
-        year, number = (int(part) for part in body["month"].split("-"))
-        if not 1 <= number <= 12:
+        month = parse_month(body["month"])
+        if month is None:
             raise ValidationFailed([FieldProblem("month", N_("give the month as YYYY-MM"))])
-        month = date(year, number, 1)
     park = settlement_view.park_by_code(g.db, body["park"])
     platform = current_app.extensions["parkgrid"]
     run_id = settlement_service.request_run(platform, park.id, body["kind"], day=body["day"],

@@ -126,7 +126,8 @@ def queue_run(run_id: int) -> ServiceError | None:
     return None
 
 
-def _parse_month(text: str) -> date | None:
+def parse_month(text: str) -> date | None:
+    """The first day of a month written YYYY-MM, or None."""
     try:
         year, month = (int(part) for part in text.strip().split("-"))
         return date(year, month, 1)
@@ -224,7 +225,7 @@ def request_run():
     kind = form.kind.data
     day = month = None
     if kind == SettlementKind.MONTHLY:
-        month = _parse_month(form.month.data or "")
+        month = parse_month(form.month.data or "")
         if month is None:
             flash(gettext("Give the month as YYYY-MM."))
             return redirect(url_for("settlement.index"))
