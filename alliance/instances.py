@@ -10,14 +10,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class RoutingError(Exception):
-    """Root of every error the routing part of the alliance core raises."""
-
-
-class InvalidRoutingInstanceError(RoutingError, ValueError):
-    """The routing input is malformed; nothing was solved."""
-
+from alliance.errors import InvalidRoutingInstanceError, RoutingError  # noqa: F401  (re-exported)
 
 Point = tuple[float, float]
 
