@@ -2,8 +2,9 @@
 
 It re-simulates every route from the route's start time (waiting allowed when early) and
 reports each broken rule: jobs missing, visited twice or unknown, late service starts,
-capacity, shift start/end, skills, workload limits, and a reported distance that does not
-match the recomputed Euclidean total. It imports nothing from the solver module.
+capacity, shift start/end, skills, workload limits, pinned jobs not opening their vehicle's
+route in order, and a reported distance that does not match the recomputed Euclidean total.
+It imports nothing from the solver module.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def check_plan(instance: RoutingInstance, plan: _Plan, distance_tol: float = 1e-
         if route.vehicle_id in used_vehicles:
             out.append(Violation("vehicle_twice", v.id, "vehicle has two routes"))
         used_vehicles.add(v.id)
+        head = tuple(s.job_id for s in route.stops[:len(v.pinned)])
+        if head != v.pinned:
+            out.append(Violation("pinned", v.id, f"route opens with {list(head)}, "
+                                 f"pinned {list(v.pinned)}"))
         if not route.stops:
             continue
         t = route.start_time
@@ -130,6 +135,10 @@ def check_plan(instance: RoutingInstance, plan: _Plan, distance_tol: float = 1e-
     for job_id, count in seen.items():
         if count > 1 and job_id in jobs:
             out.append(Violation("double_visit", job_id, f"appears {count} times"))
+    routed = {r.vehicle_id for r in plan.routes}
+    for v in instance.vehicles:
+        if v.pinned and v.id not in routed:
+            out.append(Violation("pinned", v.id, f"no route, pinned {list(v.pinned)}"))
     for job_id in jobs:
         if job_id not in seen:
             out.append(Violation("missing_job", job_id, "neither routed nor listed unassigned"))

@@ -34,6 +34,8 @@ class Vehicle:
 
     `start`/`end` default to the instance's depot. `max_duration` bounds the time from leaving
     `start` to arriving at `end`; `max_jobs` bounds the number of visits (workload limits).
+    `pinned` names jobs this vehicle must visit first, in this order (live re-planning: the
+    job an electrician is already travelling to or working on stays where it is).
     """
 
     id: str
@@ -45,6 +47,7 @@ class Vehicle:
     end: Point | None = None
     max_duration: float | None = None
     max_jobs: int | None = None
+    pinned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,18 @@ def validate_instance(instance: RoutingInstance) -> None:
         if job.due < job.ready:
             raise InvalidRoutingInstanceError(f"job {job.id!r}: time window ends before it starts")
     vseen: set[str] = set()
+    pinned: set[str] = set()
+    by_id = {job.id: job for job in instance.jobs}
     for v in instance.vehicles:
+        for job_id in v.pinned:
+            if job_id not in seen:
+                raise InvalidRoutingInstanceError(f"vehicle {v.id!r} pins unknown job {job_id!r}")
+            if job_id in pinned:
+                raise InvalidRoutingInstanceError(f"job {job_id!r} is pinned twice")
+            pinned.add(job_id)
+            if not by_id[job_id].skills <= v.skills:
+                raise InvalidRoutingInstanceError(
+                    f"vehicle {v.id!r} pins job {job_id!r} without its skills")
         if v.id in vseen:
             raise InvalidRoutingInstanceError(f"vehicle id {v.id!r} appears twice")
         vseen.add(v.id)

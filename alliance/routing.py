@@ -59,6 +59,7 @@ class RoutingResult:
     total_distance: float
     solve_s: float
     status: str
+    first_solution_s: float | None = None
 
     @property
     def vehicles_used(self) -> int:
@@ -136,14 +137,21 @@ def _infeasible_alone(instance: RoutingInstance, nodes: _Nodes, j: int) -> str |
     return REASON_WORKLOAD
 
 
-def solve(instance: RoutingInstance, options: SearchOptions | None = None) -> RoutingResult:
-    """Plan routes minimising total distance; jobs that cannot fit are returned with a reason."""
+def solve(instance: RoutingInstance, options: SearchOptions | None = None,
+          initial: RoutingResult | None = None) -> RoutingResult:
+    """Plan routes minimising total distance; jobs that cannot fit are returned with a reason.
+
+    Pinned jobs (`Vehicle.pinned`) open their vehicle's route in the given order and are never
+    left out. `initial` (a plan of the same jobs and vehicles, e.g. the running plan with one
+    job inserted) is where the search starts; routes it holds that break a rule are ignored.
+    """
     options = options or SearchOptions()
     t0 = time.perf_counter()
     nodes = _Nodes(instance)
     jobs, vehicles = instance.jobs, instance.vehicles
-    reasons = {j: r for j in range(len(jobs))
-               if (r := _infeasible_alone(instance, nodes, j)) is not None}
+    pinned = {job_id for v in vehicles for job_id in v.pinned}
+    reasons = {j: r for j, job in enumerate(jobs) if job.id not in pinned
+               and (r := _infeasible_alone(instance, nodes, j)) is not None}
 
     manager = pywrapcp.RoutingIndexManager(nodes.count, len(vehicles), nodes.starts, nodes.ends)
     routing = pywrapcp.RoutingModel(manager)
@@ -169,7 +177,8 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None) -> Ro
     penalty = int(cost.max()) * 4 * (len(jobs) + 1) + 1
     for j, job in enumerate(jobs):
         index = manager.NodeToIndex(j)
-        routing.AddDisjunction([index], penalty)
+        if job.id not in pinned:
+            routing.AddDisjunction([index], penalty)
         if j in reasons:
             routing.solver().Add(routing.ActiveVar(index) == 0)
             continue
@@ -179,6 +188,7 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None) -> Ro
         if len(allowed) < len(vehicles):
             routing.VehicleVar(index).SetValues([-1, *allowed])
 
+    _pin(routing, manager, instance)
     for k in range(len(vehicles)):
         routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(k)))
         routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(k)))
@@ -192,14 +202,25 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None) -> Ro
         params.guided_local_search_lambda_coefficient = options.gls_lambda
     params.time_limit.FromMilliseconds(max(1, int(options.time_limit_s * 1000)))
     params.log_search = options.log_search
-    solution = routing.SolveWithParameters(params)
+    first: list[float] = []
+    routing.AddAtSolutionCallback(
+        lambda: first or first.append(time.perf_counter() - t0))
+    start = None
+    if initial is not None:
+        routing.CloseModelWithParameters(params)
+        start = routing.ReadAssignmentFromRoutes(_initial_routes(initial, manager, instance), True)
+    if start is not None:
+        solution = routing.SolveFromAssignmentWithParameters(start, params)
+    else:
+        solution = routing.SolveWithParameters(params)
     status = _STATUS.get(routing.status(), str(routing.status()))
     elapsed = time.perf_counter() - t0
+    first_s = first[0] if first else None
 
     if solution is None:
         unassigned = tuple(Unassigned(job.id, reasons.get(j, REASON_NO_ROOM))
                            for j, job in enumerate(jobs))
-        return RoutingResult((), unassigned, 0.0, elapsed, status)
+        return RoutingResult((), unassigned, 0.0, elapsed, status, first_s)
 
     routes = []
     served: set[int] = set()
@@ -222,7 +243,27 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None) -> Ro
     unassigned = tuple(Unassigned(job.id, reasons.get(j, REASON_NO_ROOM))
                        for j, job in enumerate(jobs) if j not in served)
     total = math.fsum(r.distance for r in routes)
-    return RoutingResult(tuple(routes), unassigned, total, elapsed, status)
+    return RoutingResult(tuple(routes), unassigned, total, elapsed, status, first_s)
+
+
+def _pin(routing, manager, instance: RoutingInstance) -> None:
+    """Each vehicle's pinned jobs follow its start, in order, on that vehicle."""
+    node_of = {job.id: j for j, job in enumerate(instance.jobs)}
+    for k, v in enumerate(instance.vehicles):
+        previous = routing.Start(k)
+        for job_id in v.pinned:
+            index = manager.NodeToIndex(node_of[job_id])
+            routing.VehicleVar(index).SetValues([k])
+            routing.NextVar(previous).SetValues([index])
+            previous = index
+
+
+def _initial_routes(plan: RoutingResult, manager, instance: RoutingInstance) -> list[list[int]]:
+    node_of = {job.id: j for j, job in enumerate(instance.jobs)}
+    by_vehicle = {r.vehicle_id: r for r in plan.routes}
+    return [[manager.NodeToIndex(node_of[s.job_id]) for s in by_vehicle[v.id].stops
+             if s.job_id in node_of] if v.id in by_vehicle else []
+            for v in instance.vehicles]
 
 
 def _add_capacity(routing, manager, instance: RoutingInstance, nodes: _Nodes) -> None:

@@ -173,3 +173,40 @@ def test_solomon_c101_in_two_seconds_is_close_to_best_known_and_checker_clean():
     assert res.unassigned == ()
     assert check.total_distance == pytest.approx(res.total_distance)
     assert res.total_distance <= bks * 1.05
+
+
+def test_pinned_jobs_open_the_route_in_order_even_when_a_detour():
+    # "c" is pinned first on v1 (the electrician is already driving there), then "a".
+    inst = line_instance()
+    inst = dataclasses.replace(inst, vehicles=(dataclasses.replace(
+        inst.vehicles[0], pinned=("c", "a")),))
+    res = solve(inst, SearchOptions(time_limit_s=1))
+    [route] = res.routes
+    assert route.job_ids[:2] == ("c", "a")
+    assert res.unassigned == ()
+    assert check_plan(inst, res).ok
+    assert res.first_solution_s is not None and res.first_solution_s <= res.solve_s
+
+
+def test_checker_reports_a_broken_pin_and_bad_pins_are_refused():
+    inst = line_instance()
+    pinned = dataclasses.replace(inst, vehicles=(dataclasses.replace(
+        inst.vehicles[0], pinned=("c",)),))
+    plan = solve(inst, SearchOptions(time_limit_s=1))
+    assert plan.routes[0].job_ids[0] != "c"
+    assert "pinned" in check_plan(pinned, plan).kinds()
+    with pytest.raises(InvalidRoutingInstanceError, match="unknown job"):
+        dataclasses.replace(inst, vehicles=(dataclasses.replace(
+            inst.vehicles[0], pinned=("zz",)),))
+    with pytest.raises(InvalidRoutingInstanceError, match="without its skills"):
+        RoutingInstance("x", (0.0, 0.0), (Job("hv", (1.0, 0.0), skills=frozenset({"hv"})),),
+                        (Vehicle("v", pinned=("hv",)),))
+
+
+def test_search_starts_from_a_given_plan_and_keeps_it_feasible():
+    inst = line_instance()
+    start = RoutingResult((Route("v1", 0.0, (Stop("c", 3.0), Stop("a", 6.0), Stop("b", 8.0)),
+                                 0.0),), (), 0.0, 0.0, "given")
+    res = solve(inst, SearchOptions(time_limit_s=1), initial=start)
+    assert res.total_distance == pytest.approx(6.0)
+    assert check_plan(inst, res).ok
