@@ -13,3 +13,55 @@ class RoutingError(AllianceError):
 
 class InvalidRoutingInstanceError(RoutingError, ValueError):
     """The routing input is malformed; nothing was solved."""
+
+
+class MembershipError(AllianceError):
+    """Root of the membership part's errors."""
+
+
+class InvalidMembershipError(MembershipError, ValueError):
+    """A licence, certificate, electrician, shift or roster is malformed; nothing was assessed."""
+
+
+class LifecycleError(AllianceError):
+    """Root of the job-lifecycle part's errors."""
+
+
+class InvalidJobInputError(LifecycleError, ValueError):
+    """A job or job event is malformed (naive time, empty id, offer expiring before it starts)."""
+
+
+class TransitionRefused(LifecycleError):
+    """A well-formed event is not allowed in the job's current state; the job is unchanged.
+
+    `code` is stable (for the platform to map to a message); `message` says why in English.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidPositionError(AllianceError, ValueError):
+    """A (lat, lon) position is non-finite or outside the valid degree ranges."""
+
+
+class InvalidTravelModelError(AllianceError, ValueError):
+    """Travel model parameters are out of range (speed must be positive, detour at least 1)."""
+
+
+class InvalidDispatchInputError(AllianceError, ValueError):
+    """The urgent-dispatch input is malformed; nothing was dispatched."""
+
+
+class InvalidCityError(AllianceError, ValueError):
+    """Synthetic-city parameters are out of range; no city was generated."""
+
+
+class ReplanError(RoutingError):
+    """Root of the live re-planning part's errors."""
+
+
+class InvalidReplanInputError(ReplanError, ValueError):
+    """A live state, plan or new job does not fit the instance; nothing was re-planned."""
