@@ -1,9 +1,18 @@
-"""Vehicle routing with time windows on OR-Tools: capacities, service times, skills, shifts,
-workload limits; minimises total Euclidean distance and explains every job it leaves out.
+"""Vehicle routing with time windows: capacities, service times, skills, shifts, workload
+limits, pinned jobs; minimises total Euclidean distance and explains every job it leaves out.
 
-The solver works on integers: distances and times are scaled by `SCALE` (costs rounded,
-travel times rounded *up*, so a plan feasible for the solver stays feasible in exact
-arithmetic). Reported distances are recomputed as unrounded Euclidean doubles.
+Two search engines work on the same model and answer in the same result type:
+- `"pyvrp"` (default): PyVRP's iterated local search, the stronger search on VRPTW (measured
+  in `bench/dispatch.py` against VROOM on the Solomon instances). Skills become one routing
+  profile per skill set, in which unskilled visits are unreachable; workload limits become a
+  second load dimension; pinned jobs fix where the vehicle starts and when it is free.
+- `"ortools"`: OR-Tools' routing library (cheapest insertion + guided local search); kept as
+  an independent second engine, used in the tests as a cross-check.
+
+Both work on integers: distances and times are scaled by `SCALE` (costs rounded, travel times
+rounded *up*, so a plan feasible for the solver stays feasible in exact arithmetic). Reported
+distances and service starts are recomputed as unrounded Euclidean doubles; every plan can be
+checked by `alliance.checker`, which shares no code with either engine.
 """
 
 from __future__ import annotations
@@ -18,8 +27,9 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from alliance.instances import RoutingInstance
 
 SCALE = 1000
+ENGINES = ("pyvrp", "ortools")
 # An unbounded window or shift becomes this horizon (scaled units), well inside int64.
-_HORIZON_CAP = 10**12
+HORIZON_CAP = 10**12
 
 REASON_NO_SKILLED_VEHICLE = "no_vehicle_with_skills"
 REASON_OVER_CAPACITY = "demand_exceeds_capacity"
@@ -69,6 +79,8 @@ class RoutingResult:
 @dataclass(frozen=True)
 class SearchOptions:
     time_limit_s: float = 5.0
+    engine: str = "pyvrp"
+    seed: int = 1
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
     metaheuristic: str = "GUIDED_LOCAL_SEARCH"
     gls_lambda: float | None = None
@@ -79,15 +91,15 @@ def euclid(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.hypot(a[0] - b[0], a[1] - b[1])
 
 
-def _scaled(value: float, rounding=math.floor) -> int:
+def scaled(value: float, rounding=math.floor) -> int:
     """Scale to solver units; upper bounds round down and durations/lower bounds up
     (`rounding=math.ceil`), so the solver never accepts what exact arithmetic refuses."""
     if math.isinf(value):
-        return _HORIZON_CAP if value > 0 else 0
+        return HORIZON_CAP if value > 0 else 0
     return int(rounding(value * SCALE - 1e-9 if rounding is math.ceil else value * SCALE + 1e-9))
 
 
-class _Nodes:
+class Nodes:
     """Jobs first (node i = job i), then each distinct vehicle start/end location."""
 
     def __init__(self, instance: RoutingInstance) -> None:
@@ -105,11 +117,12 @@ class _Nodes:
                 out.append(index[key])
         xy = np.asarray(points, dtype=float).reshape(-1, 2)
         diff = xy[:, None, :] - xy[None, :, :]
+        self.xy = xy
         self.dist = np.sqrt((diff ** 2).sum(axis=2))
         self.count = len(points)
 
 
-def _infeasible_alone(instance: RoutingInstance, nodes: _Nodes, j: int) -> str | None:
+def infeasible_alone(instance: RoutingInstance, nodes: Nodes, j: int) -> str | None:
     """Why job j cannot be served even by itself, or None if some vehicle could."""
     job = instance.jobs[j]
     skilled = [k for k, v in enumerate(instance.vehicles) if job.skills <= v.skills]
@@ -146,12 +159,17 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None,
     job inserted) is where the search starts; routes it holds that break a rule are ignored.
     """
     options = options or SearchOptions()
+    if options.engine not in ENGINES:
+        raise ValueError(f"unknown routing engine {options.engine!r}; use one of {ENGINES}")
     t0 = time.perf_counter()
-    nodes = _Nodes(instance)
+    nodes = Nodes(instance)
     jobs, vehicles = instance.jobs, instance.vehicles
     pinned = {job_id for v in vehicles for job_id in v.pinned}
     reasons = {j: r for j, job in enumerate(jobs) if job.id not in pinned
-               and (r := _infeasible_alone(instance, nodes, j)) is not None}
+               and (r := infeasible_alone(instance, nodes, j)) is not None}
+    if options.engine == "pyvrp":
+        from alliance import routing_pyvrp
+        return routing_pyvrp.solve(instance, nodes, reasons, options, initial, t0)
 
     manager = pywrapcp.RoutingIndexManager(nodes.count, len(vehicles), nodes.starts, nodes.ends)
     routing = pywrapcp.RoutingModel(manager)
@@ -161,10 +179,10 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None,
     routing.SetArcCostEvaluatorOfAllVehicles(cost_cb)
 
     service = np.zeros(nodes.count, dtype=np.int64)
-    service[:len(jobs)] = [_scaled(j.service, math.ceil) for j in jobs]
+    service[:len(jobs)] = [scaled(j.service, math.ceil) for j in jobs]
     travel = np.ceil(nodes.dist * SCALE - 1e-9).astype(np.int64) + service[:, None]
-    horizon = min(_HORIZON_CAP, max(
-        [_scaled(v.shift_end) for v in vehicles] + [_scaled(j.due) for j in jobs] + [0]))
+    horizon = min(HORIZON_CAP, max(
+        [scaled(v.shift_end) for v in vehicles] + [scaled(j.due) for j in jobs] + [0]))
     time_cb = routing.RegisterTransitMatrix(travel.tolist())
     routing.AddDimension(time_cb, horizon, horizon, False, "Time")
     time_dim = routing.GetDimensionOrDie("Time")
@@ -182,8 +200,8 @@ def solve(instance: RoutingInstance, options: SearchOptions | None = None,
         if j in reasons:
             routing.solver().Add(routing.ActiveVar(index) == 0)
             continue
-        time_dim.CumulVar(index).SetRange(_scaled(job.ready, math.ceil),
-                                          min(horizon, _scaled(job.due)))
+        time_dim.CumulVar(index).SetRange(scaled(job.ready, math.ceil),
+                                          min(horizon, scaled(job.due)))
         allowed = [k for k, v in enumerate(vehicles) if job.skills <= v.skills]
         if len(allowed) < len(vehicles):
             routing.VehicleVar(index).SetValues([-1, *allowed])
@@ -266,7 +284,7 @@ def _initial_routes(plan: RoutingResult, manager, instance: RoutingInstance) -> 
             for v in instance.vehicles]
 
 
-def _add_capacity(routing, manager, instance: RoutingInstance, nodes: _Nodes) -> None:
+def _add_capacity(routing, manager, instance: RoutingInstance, nodes: Nodes) -> None:
     demand = [0] * nodes.count
     for j, job in enumerate(instance.jobs):
         demand[j] = int(job.demand)
@@ -284,11 +302,11 @@ def _add_capacity(routing, manager, instance: RoutingInstance, nodes: _Nodes) ->
 
 def _add_shifts_and_workload(routing, time_dim, instance: RoutingInstance) -> None:
     for k, v in enumerate(instance.vehicles):
-        lo, hi = _scaled(v.shift_start, math.ceil), min(_scaled(v.shift_end), _HORIZON_CAP)
+        lo, hi = scaled(v.shift_start, math.ceil), min(scaled(v.shift_end), HORIZON_CAP)
         time_dim.CumulVar(routing.Start(k)).SetRange(lo, hi)
         time_dim.CumulVar(routing.End(k)).SetRange(lo, hi)
         if v.max_duration is not None:
-            time_dim.SetSpanUpperBoundForVehicle(_scaled(v.max_duration), k)
+            time_dim.SetSpanUpperBoundForVehicle(scaled(v.max_duration), k)
 
 
 _STATUS = {

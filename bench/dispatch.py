@@ -13,7 +13,7 @@ Full run: all 56 instances at `--seconds 30`. `--quick`: six instances (one per 
 4 s each. pyvroom, when importable, solves the same instances in the same run on the same
 scaled matrices (exploration level 5, one thread); its plans go through the same checker.
 `ok` is true only when the independent checker (`alliance.checker`) finds every plan of
-ours clean with every job served.
+ours clean with every job served. `--engine ortools` runs the second engine instead.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ def solve_vroom(instance) -> tuple[RoutingResult | None, float]:
     return RoutingResult(tuple(routes), unassigned, total, elapsed, "vroom"), elapsed
 
 
-def run_one(args: tuple[str, str, float, float, bool]) -> dict:
-    path, name, seconds, bks, with_vroom = args
+def run_one(args: tuple[str, str, float, float, bool, str]) -> dict:
+    path, name, seconds, bks, with_vroom, engine = args
     instance = read_solomon(path)
-    result = solve(instance, SearchOptions(time_limit_s=seconds))
+    result = solve(instance, SearchOptions(time_limit_s=seconds, engine=engine))
     check = check_plan(instance, result)
     row = {
         "instance": name, "bks": bks, "distance": round(result.total_distance, 4),
@@ -134,6 +134,8 @@ def main() -> None:
                         help="folder with solomon/ and BKS.json (default: "
                              "$PARKGRID_VRPTW_DIR or ../shared/benchmarks/vrptw)")
     parser.add_argument("--no-vroom", action="store_true", help="skip the pyvroom reference")
+    parser.add_argument("--engine", default="pyvrp", choices=("pyvrp", "ortools"),
+                        help="routing engine of alliance.routing (default pyvrp)")
     args = parser.parse_args()
     data = args.data or default_data_dir()
     seconds = args.seconds if args.seconds is not None else (4.0 if args.quick else 30.0)
@@ -152,7 +154,8 @@ def main() -> None:
         with_vroom = False
         log("pyvroom not importable: vroom_avg_gap_pct is null")
     tasks = [(str(data / "solomon" / f"{n}.txt"), n, seconds,
-              bks_all[f"{n}_distance"]["best_known_cost"], with_vroom) for n in names]
+              bks_all[f"{n}_distance"]["best_known_cost"], with_vroom, args.engine)
+             for n in names]
     log(f"{len(tasks)} instances at {seconds} s, {args.jobs} in parallel, vroom={with_vroom}")
     t0 = time.perf_counter()
     rows = []
@@ -176,6 +179,7 @@ def main() -> None:
         "ok": bool(rows) and all(r["check_ok"] for r in rows),
         "solomon_instances": len(rows),
         "solomon_seconds_limit": seconds,
+        "engine": args.engine,
         "solomon_avg_gap_pct": round(avg, 4) if avg is not None else None,
         "solomon_worst_gap_pct": round(max(gaps), 4) if gaps else None,
         "solomon_s_per_instance": round(sum(r["s"] for r in rows) / len(rows), 3) if rows else None,

@@ -210,3 +210,42 @@ def test_search_starts_from_a_given_plan_and_keeps_it_feasible():
     res = solve(inst, SearchOptions(time_limit_s=1), initial=start)
     assert res.total_distance == pytest.approx(6.0)
     assert check_plan(inst, res).ok
+
+
+def _random_field_day(seed: int) -> RoutingInstance:
+    """Twelve jobs, four electricians with skills, shifts, workload limits and one pin."""
+    import random
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(12):
+        ready = rng.choice((0.0, 30.0, 60.0))
+        jobs.append(Job(f"j{i}", (rng.uniform(-20, 20), rng.uniform(-20, 20)),
+                        ready=ready, due=ready + rng.choice((60.0, 240.0)),
+                        service=rng.uniform(5, 20),
+                        skills=frozenset({"hv"}) if i % 4 == 0 else frozenset()))
+    vehicles = (
+        Vehicle("e1", shift_end=300, skills=frozenset({"hv"}), start=(5.0, 5.0), pinned=("j0",)),
+        Vehicle("e2", shift_end=300, max_jobs=3),
+        Vehicle("e3", shift_start=30, shift_end=240, start=(-10.0, 0.0), end=(-10.0, 0.0)),
+        Vehicle("e4", shift_end=300, skills=frozenset({"hv"}), max_duration=150))
+    return RoutingInstance(f"field-{seed}", (0.0, 0.0), tuple(jobs), vehicles)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_both_engines_give_checked_plans_of_the_same_quality(seed):
+    inst = _random_field_day(seed)
+    results = {engine: solve(inst, SearchOptions(time_limit_s=1.5, engine=engine))
+               for engine in ("pyvrp", "ortools")}
+    for engine, res in results.items():
+        check = check_plan(inst, res)
+        assert check.ok, (engine, check.violations)
+        assert res.routes[0].job_ids[0] == "j0"
+    served = {e: len(inst.jobs) - len(r.unassigned) for e, r in results.items()}
+    assert served["pyvrp"] >= served["ortools"]
+    if served["pyvrp"] == served["ortools"]:
+        assert results["pyvrp"].total_distance <= results["ortools"].total_distance * 1.02
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="unknown routing engine"):
+        solve(line_instance(), SearchOptions(engine="simplex"))
