@@ -9,6 +9,14 @@ variable `PARKGRID_VRPTW_DIR`, else `../shared/benchmarks/vrptw` relative to the
 parent folder. Gaps are against the `<name>_distance` best-known total distances (vehicle
 count free), distances Euclidean and unrounded.
 
+The run has three parts (`--parts`, all by default):
+- `solomon`: the instances below;
+- `large`: a seeded field-service day of 500 jobs × 200 electricians (first and final plan
+  times) and 100 urgent jobs inserted one at a time into its live plan
+  (`bench/dispatch_live.py`);
+- `city`: the seeded synthetic city under the optimised and the greedy nearest-qualified
+  dispatch policies (`bench/dispatch_city.py`).
+
 Full run: all 56 instances at `--seconds 30`. `--quick`: six instances (one per family) at
 4 s each. pyvroom, when importable, solves the same instances in the same run on the same
 scaled matrices (exploration level 5, one thread); its plans go through the same checker.
@@ -23,6 +31,7 @@ import fnmatch
 import json
 import math
 import os
+import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from alliance.checker import check_plan  # noqa: E402
 from alliance.instances import read_solomon  # noqa: E402
@@ -136,7 +146,43 @@ def main() -> None:
     parser.add_argument("--no-vroom", action="store_true", help="skip the pyvroom reference")
     parser.add_argument("--engine", default="pyvrp", choices=("pyvrp", "ortools"),
                         help="routing engine of alliance.routing (default pyvrp)")
+    parser.add_argument("--parts", default="solomon,large,city",
+                        help="comma-separated parts to run (solomon,large,city)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the large day and of the city (their defaults)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"solomon", "large", "city"}
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}")
+    t0 = time.perf_counter()
+    figures: dict = {"engine": args.engine}
+    ok = True
+    if "solomon" in parts:
+        part_ok, part = solomon(args)
+        ok &= part_ok
+        figures.update(part)
+    if "large" in parts:
+        from dispatch_live import DEFAULT_SEED, run_insertions, run_large
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        figures.update(run_large(seed, args.quick, engine=args.engine))
+        figures.update(run_insertions(seed, 100, args.quick, engine=args.engine,
+                                      reopt_seconds=2.0 if args.quick else 5.0))
+        ok &= bool(figures["large_check_ok"] and figures["insert_check_ok"]
+                   and figures["live_check_ok"] and figures.get("reopt_check_ok", True))
+    if "city" in parts:
+        from dispatch_city import DEFAULT_SEED as CITY_SEED
+        from dispatch_city import run_city
+        city = run_city(CITY_SEED if args.seed is None else args.seed, args.quick)
+        ok &= bool(city.get("ok", True))
+        figures.update({k: v for k, v in city.items() if k not in ("bench", "ok")})
+    figures["wall_s"] = round(time.perf_counter() - t0, 2)
+    figures["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps({"bench": "dispatch", "ok": ok, **figures}))
+
+
+def solomon(args) -> tuple[bool, dict]:
+    """The Solomon part: our plans and pyvroom's, both through the independent checker."""
     data = args.data or default_data_dir()
     seconds = args.seconds if args.seconds is not None else (4.0 if args.quick else 30.0)
     bks_all = json.loads((data / "BKS.json").read_text())
@@ -174,12 +220,9 @@ def main() -> None:
     vs = [r["vroom_s"] for r in rows if "vroom_s" in r]
     avg = sum(gaps) / len(gaps) if gaps else None
     vavg = sum(vgaps) / len(vgaps) if len(vgaps) == len(rows) and rows else None
-    print(json.dumps({
-        "bench": "dispatch",
-        "ok": bool(rows) and all(r["check_ok"] for r in rows),
+    return bool(rows) and all(r["check_ok"] for r in rows), {
         "solomon_instances": len(rows),
         "solomon_seconds_limit": seconds,
-        "engine": args.engine,
         "solomon_avg_gap_pct": round(avg, 4) if avg is not None else None,
         "solomon_worst_gap_pct": round(max(gaps), 4) if gaps else None,
         "solomon_s_per_instance": round(sum(r["s"] for r in rows) / len(rows), 3) if rows else None,
@@ -189,9 +232,9 @@ def main() -> None:
         "vroom_unassigned": sum(r.get("vroom_unassigned", 0) for r in rows) if vgaps else None,
         "vroom_check_ok": all(r.get("vroom_check_ok", False) for r in rows) if vgaps else None,
         "gap_vs_vroom_ratio": round(avg / vavg, 4) if avg is not None and vavg else None,
-        "wall_s": round(wall, 2),
+        "solomon_wall_s": round(wall, 2),
         "per_instance": {r["instance"]: round(r["gap_pct"], 3) for r in rows},
-    }))
+    }
 
 
 if __name__ == "__main__":
