@@ -1,4 +1,5 @@
-"""The staff command-line tool: database, demo park, chain set-up, outbox, worker and server."""
+"""The staff command-line tool: database, demo park, chain set-up, alliance membership,
+outbox, worker and server."""
 
 from __future__ import annotations
 
@@ -99,14 +100,17 @@ def demo_readings(day: str, out: str, park_code: str | None) -> None:
 
 
 def _load_demo(platform, seed=None) -> str:
-    from .demo import generate_demo_park, load_demo_park
+    from .demo import generate_demo_park, load_demo_alliance, load_demo_park
 
     park = generate_demo_park() if seed is None else generate_demo_park(seed)
     total = len(park.enterprises) + len(park.providers) + len(park.users)
     with _bar("loading demo park", total) as bar, platform.unit_of_work() as session:
         counts = load_demo_park(session, platform.keybox, park,
                                 progress=lambda _step, n: bar.update(n))
-    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+    with platform.unit_of_work() as session:
+        extras = load_demo_alliance(session, platform.storage, park)
+    return (", ".join(f"{k}: {v}" for k, v in counts.items())
+            + "; alliance extras: " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
 
 
 @main.group()
@@ -404,6 +408,157 @@ def settlement_set_rules(park_code: str | None, rule_name: str | None,
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(", ".join(f"{k} {v}" for k, v in settings.items()))
+
+
+@main.group()
+def alliance() -> None:
+    """Alliance membership: applications, decisions, standing, rosters."""
+
+
+def _service_call(call):
+    """Run a service call, turning its refusal into a message on the command line."""
+    from .services.errors import ServiceError
+
+    try:
+        return call()
+    except ServiceError as exc:
+        message = exc.message % exc.params if exc.params else exc.message
+        details = getattr(exc, "problems", None)
+        if details:
+            message = message.split(": ", 1)[0] + ":\n" + "\n".join(
+                f"  {p.field}: {p.text()}" for p in details)
+        raise click.ClickException(message) from exc
+
+
+def _staff_user(platform, username: str | None) -> int | None:
+    """The id of the admin a decision is recorded under (None: the platform itself)."""
+    if not username:
+        return None
+    from sqlalchemy import select
+
+    from .models import User
+
+    with platform.unit_of_work() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        return user.id
+
+
+@alliance.command("apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def alliance_apply(path: str) -> None:
+    """Enter an application from a JSON file: {code, name, alliance, licence: {number, level,
+    issued, expires}, electricians: [{code, name, home_lat, home_lon, skills, certificates:
+    [{type, number, expires}], shift_start, shift_end, weekdays}], login: {username,
+    password}} (login optional)."""
+    from .services import alliance as service
+    from .wiring import Platform
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not a JSON document ({exc})") from exc
+    platform = Platform(_settings())
+    code = _service_call(lambda: service.apply(platform,
+                                               service.application_from_document(document)))
+    click.echo(f"provider {code} applied; decide with 'parkgrid alliance approve {code}'")
+
+
+def _decision(code: str, approve: bool, note: str, day: str | None, by: str | None) -> None:
+    from .services import alliance as service
+    from .wiring import Platform
+
+    platform = Platform(_settings())
+    actor = _staff_user(platform, by)
+    result = _service_call(lambda: service.decide(
+        platform, code, actor_id=actor, approve=approve, note=note,
+        day=_day(day) if day else None))
+    state = "approved" if approve else "rejected"
+    click.echo(f"provider {code} {state}; receives offers: "
+               f"{'yes' if result.receives_offers else 'no'}")
+
+
+@alliance.command("approve")
+@click.argument("code")
+@click.option("--note", default="", help="The decision's note.")
+@click.option("--day", default=None, metavar="YYYY-MM-DD",
+              help="Assess the rules on this day (default: today in the park).")
+@click.option("--by", default=None, help="The admin's username the decision is recorded under.")
+def alliance_approve(code: str, note: str, day: str | None, by: str | None) -> None:
+    """Admit an applicant (refused, with the reasons, unless it meets the alliance's rules)."""
+    _decision(code, True, note, day, by)
+
+
+@alliance.command("reject")
+@click.argument("code")
+@click.option("--note", required=True, help="Why the application is rejected.")
+@click.option("--by", default=None, help="The admin's username the decision is recorded under.")
+def alliance_reject(code: str, note: str, by: str | None) -> None:
+    """Reject an application."""
+    _decision(code, False, note, None, by)
+
+
+@alliance.command("standing")
+@click.option("--day", default=None, metavar="YYYY-MM-DD",
+              help="The day to assess (default: today in the park).")
+def alliance_standing(day: str | None) -> None:
+    """Recompute every provider's standing (who receives offers) and say why not."""
+    from .services import alliance as service
+    from .wiring import Platform
+
+    platform = Platform(_settings())
+    results = service.refresh_standing(platform, _day(day) if day else None)
+    for code, result in results.items():
+        why = "; ".join(p.text() for p in service.reason_problems(result.reasons))
+        click.echo(f"{code:<8} {'offers' if result.receives_offers else 'no offers':<10} "
+                   f"valid electricians: {result.valid_electricians:>3}  {why}".rstrip())
+
+
+@alliance.command("roster")
+@click.argument("code")
+@click.option("--day", default=None, metavar="YYYY-MM-DD",
+              help="The day validity is judged on (default: today in the park).")
+@click.option("--warn-days", default=30, show_default=True,
+              help="Flag certificates running out within this many days.")
+def alliance_roster(code: str, day: str | None, warn_days: int) -> None:
+    """A provider's licence, standing and roster: certificates, skills, shifts, expiries."""
+    from .services import alliance as service
+    from .wiring import Platform
+
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        when = _day(day) if day else service.today(platform.settings.park_timezone)
+        provider, standing, rows = _service_call(
+            lambda: service.roster(session, None, code, when, warn_days))
+        click.echo(f"{provider.code} {provider.name} ({provider.alliance}, {provider.status})")
+        click.echo(f"licence {provider.licence_number} level {provider.licence_level}, "
+                   f"valid {provider.licence_issued} to {provider.licence_expiry}")
+        why = "; ".join(p.text() for p in service.reason_problems(standing.reasons))
+        click.echo(f"on {when}: {'meets the rules' if standing.receives_offers else why}; "
+                   f"{standing.valid_electricians} valid electricians")
+        for row in rows:
+            e = row.electrician
+            shift = (f"{e.shift_start:%H:%M}-{e.shift_end:%H:%M} "
+                     f"{''.join(str(d) for d in e.weekday_list)}" if e.shift_start else "-")
+            certificates = ", ".join(f"{c.type} {c.number} until {c.expires}"
+                                     for c in e.certificates)
+            flags = ("" if e.active else " [inactive]") + ("" if row.valid else " [NOT VALID]")
+            soon = "".join(f" [{x['type']} expires in {x['days_left']} d]" for x in row.expiring)
+            click.echo(f"  {e.code:<10} {e.name:<6} {shift:<20} "
+                       f"skills: {','.join(row.offerable_skills) or '-'}; {certificates}"
+                       f"{flags}{soon}")
+
+
+@alliance.command("expire-offers")
+def alliance_expire_offers() -> None:
+    """Take back job offers left open past their expiry (their electricians are excluded)."""
+    from .services import jobs
+    from .wiring import Platform
+
+    expired = jobs.expire_offers(Platform(_settings()))
+    click.echo(f"{len(expired)} offer(s) expired" + (f": {', '.join(expired)}" if expired else ""))
 
 
 @main.group()

@@ -35,6 +35,11 @@ class Settings:
     node_bin_dir: Path = REPO_ROOT / "node_modules" / ".bin"
     chain_receipt_timeout_s: float = 30.0
     session_cookie_secure: bool = False
+    # Uploaded job photos and signatures (content-addressed files); default: data_dir/files.
+    storage_dir: Path | None = None
+    upload_max_bytes: int = 10 * 1024 * 1024
+    # How long an electrician has to accept a job offer before it goes to someone else.
+    offer_minutes: int = 5
     extra: dict = field(default_factory=dict)
 
     @property
@@ -44,6 +49,11 @@ class Settings:
     @property
     def uses_eth_tester(self) -> bool:
         return self.chain_url == ETH_TESTER
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded files are kept: ``storage_dir``, or ``files`` in the data folder."""
+        return Path(self.storage_dir) if self.storage_dir else Path(self.data_dir) / "files"
 
     def with_defaults(self) -> Settings:
         """Fill what was left empty from the mode's defaults."""
@@ -55,6 +65,8 @@ class Settings:
             values["chain_url"] = "http://127.0.0.1:8545"
         if not self.secret_key:
             values["secret_key"] = _persistent_secret(data_dir)
+        if not self.storage_dir:
+            values["storage_dir"] = data_dir / "files"
         return replace(self, data_dir=data_dir, **values)
 
 
@@ -66,6 +78,19 @@ def _persistent_secret(data_dir: Path) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _positive_int(env, name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive whole number, not {raw!r}")
+    return value
 
 
 def from_env(environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -81,6 +106,10 @@ def from_env(environ: dict[str, str] | None = None, **overrides) -> Settings:
         "secret_key": env.get("PARKGRID_SECRET_KEY", ""),
         "park_timezone": env.get("PARKGRID_TIMEZONE", "Asia/Shanghai"),
         "session_cookie_secure": env.get("PARKGRID_SECURE_COOKIES", "") == "1",
+        "storage_dir": Path(env["PARKGRID_STORAGE_DIR"]) if env.get("PARKGRID_STORAGE_DIR")
+        else None,
+        "upload_max_bytes": _positive_int(env, "PARKGRID_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "offer_minutes": _positive_int(env, "PARKGRID_OFFER_MINUTES", 5),
     }
     values.update(overrides)
     settings = Settings(**values)

@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -18,6 +18,7 @@ from parkgrid.crypto import KeyBox, new_chain_account
 from parkgrid.models import (
     AccountPurpose,
     Alliance,
+    Certificate,
     ChainAccount,
     DemandProfile,
     Electrician,
@@ -32,6 +33,7 @@ from parkgrid.models import (
     Transformer,
     User,
 )
+from parkgrid.services import alliance as alliance_service
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +101,32 @@ class DemoEnterprise:
 
 
 @dataclass(frozen=True)
+class DemoCertificate:
+    type: str
+    number: str
+    expires: date
+
+
+@dataclass(frozen=True)
 class DemoElectrician:
+    code: str
     name: str
-    certificate_type: str
-    certificate_expiry: date
+    certificates: tuple[DemoCertificate, ...]
     skills: tuple[str, ...]
     home_lat: Decimal
     home_lon: Decimal
+    shift_start: time
+    shift_end: time
+    weekdays: tuple[int, ...]  # ISO weekdays, 1 = Monday
+
+    @property
+    def certificate_type(self) -> str:
+        """The electrician's main certificate (the first listed)."""
+        return self.certificates[0].type
+
+    @property
+    def certificate_expiry(self) -> date:
+        return self.certificates[0].expires
 
 
 @dataclass(frozen=True)
@@ -113,10 +134,36 @@ class DemoProvider:
     code: str
     name: str
     alliance: str
+    licence_number: str
     licence_level: int
+    licence_issued: date
     licence_expiry: date
     status: str
     electricians: tuple[DemoElectrician, ...]
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """A demonstration job, raised `age` before the demo is loaded and taken to `status`."""
+
+    enterprise_code: str
+    kind: str
+    urgent: bool
+    title: str
+    description: str
+    skills: tuple[str, ...]
+    status: str
+    age: timedelta
+    provider_code: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoAlliance:
+    """The alliance side beyond the members in good standing: a member whose licence runs
+    out soon, an applicant with one valid electrician too few, and jobs in every stage."""
+
+    providers: tuple[DemoProvider, ...]
+    jobs: tuple[DemoJob, ...]
 
 
 @dataclass(frozen=True)
@@ -144,6 +191,8 @@ class DemoPark:
     enterprises: tuple[DemoEnterprise, ...]
     providers: tuple[DemoProvider, ...]
     users: tuple[DemoUser, ...]
+    alliance: DemoAlliance
+    today: date
 
     @property
     def transformers(self) -> tuple[DemoTransformer, ...]:
@@ -381,23 +430,64 @@ def _person_name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + given
 
 
-def _electricians(rng: random.Random, today: date) -> tuple[DemoElectrician, ...]:
+# Shift patterns (local times): day and night shifts every day, office hours on weekdays.
+SHIFTS = (
+    (time(8, 0), time(20, 0), (1, 2, 3, 4, 5, 6, 7)),
+    (time(20, 0), time(8, 0), (1, 2, 3, 4, 5, 6, 7)),
+    (time(8, 30), time(17, 30), (1, 2, 3, 4, 5)),
+)
+SHIFT_WEIGHTS = (5, 3, 2)
+
+
+def _certificate_number(rng: random.Random) -> str:
+    # Special-operation certificates carry the holder's 18-character ID number; made up here.
+    return "T" + "".join(rng.choice("0123456789") for _ in range(17))
+
+
+def _electricians(rng: random.Random, today: date, provider_code: str,
+                  count: int | None = None) -> tuple[DemoElectrician, ...]:
     electricians = []
-    for _ in range(rng.randint(10, 14)):
+    for number in range(1, (count or rng.randint(10, 14)) + 1):
         certificate = rng.choices(CERTIFICATES, weights=(2, 1))[0]
+        certificates = [DemoCertificate(certificate, _certificate_number(rng),
+                                        today + timedelta(days=rng.randint(90, 6 * 365)))]
+        if rng.random() < 0.25:  # some hold both the low- and the high-voltage class
+            other = CERTIFICATES[1 - CERTIFICATES.index(certificate)]
+            certificates.append(DemoCertificate(other, _certificate_number(rng),
+                                                today + timedelta(days=rng.randint(60, 4 * 365))))
         extra = rng.sample(EXTRA_SKILLS, rng.randint(1, 3))
-        skills = tuple(sorted({certificate, *extra}))
+        skills = tuple(sorted({c.type for c in certificates} | set(extra)))
+        start, end, weekdays = rng.choices(SHIFTS, weights=SHIFT_WEIGHTS)[0]
         electricians.append(
             DemoElectrician(
+                code=f"{provider_code}-E{number:02d}",
                 name=_person_name(rng),
-                certificate_type=certificate,
-                certificate_expiry=today + timedelta(days=rng.randint(90, 6 * 365)),
+                certificates=tuple(certificates),
                 skills=skills,
                 home_lat=Decimal(PARK_LAT_MICRO + rng.randint(-120_000, 120_000)).scaleb(-6),
                 home_lon=Decimal(PARK_LON_MICRO + rng.randint(-140_000, 140_000)).scaleb(-6),
+                shift_start=start,
+                shift_end=end,
+                weekdays=weekdays,
             )
         )
     return tuple(electricians)
+
+
+def _licence_number(rng: random.Random, level: int, issued: date) -> str:
+    # The licence's own numbering: level-region-serial-year.
+    return f"{level}-2-{rng.randint(100, 99999):05d}-{issued.year}"
+
+
+def _provider(rng: random.Random, today: date, code: str, name: str, alliance: str,
+              expiry: date, status: str, count: int | None = None) -> DemoProvider:
+    level = rng.randint(3, 5)
+    issued = expiry.replace(year=expiry.year - 6)
+    return DemoProvider(
+        code=code, name=name, alliance=alliance,
+        licence_number=_licence_number(rng, level, issued), licence_level=level,
+        licence_issued=issued, licence_expiry=expiry, status=status,
+        electricians=_electricians(rng, today, code, count))
 
 
 def _providers(rng: random.Random, today: date) -> list[DemoProvider]:
@@ -406,18 +496,53 @@ def _providers(rng: random.Random, today: date) -> list[DemoProvider]:
     kinds += [(Alliance.ENERGY_CLOUD_BUTLER, firm) for firm in BUTLER_FIRMS]
     providers = []
     for number, ((alliance, firm), place) in enumerate(zip(kinds, places, strict=True), start=1):
-        providers.append(
-            DemoProvider(
-                code=f"P{number:02d}",
-                name=place + firm,
-                alliance=alliance,
-                licence_level=rng.randint(3, 5),
-                licence_expiry=date(today.year + 1, rng.randint(1, 12), rng.randint(1, 28)),
-                status=ProviderStatus.APPROVED,
-                electricians=_electricians(rng, today),
-            )
-        )
+        expiry = date(today.year + 1, rng.randint(1, 12), rng.randint(1, 28))
+        providers.append(_provider(rng, today, f"P{number:02d}", place + firm, alliance,
+                                   expiry, ProviderStatus.APPROVED))
     return providers
+
+
+LICENCE_EXPIRES_SOON_DAYS = 12
+
+
+def _alliance_extras(seed: int, today: date, members: list[DemoProvider],
+                     enterprises: list[DemoEnterprise]) -> DemoAlliance:
+    """A separate random stream, so the members and the park stay as they were."""
+    rng = random.Random(f"alliance:{seed}")
+    taken = {p.name for p in members}
+    names = [n for n in (place + firm for place in PLACES for firm in SHARED_ELECTRICIAN_FIRMS)
+             if n not in taken]
+    soon = _provider(rng, today, "P06", rng.choice(names), Alliance.SHARED_ELECTRICIANS,
+                     today + timedelta(days=LICENCE_EXPIRES_SOON_DAYS), ProviderStatus.APPROVED)
+    applicant = _provider(rng, today, "P07", rng.choice([n for n in names if n != soon.name]),
+                          Alliance.SHARED_ELECTRICIANS, date(today.year + 3, 6, 30),
+                          ProviderStatus.APPLIED, count=10)
+    # One certificate lapsed last month: nine valid electricians, one too few.
+    lapsed = applicant.electricians[-1]
+    lapsed = dataclasses.replace(lapsed, certificates=(dataclasses.replace(
+        lapsed.certificates[0], expires=today - timedelta(days=rng.randint(3, 30))),))
+    applicant = dataclasses.replace(
+        applicant, electricians=applicant.electricians[:-1] + (lapsed,))
+    butler = next(p for p in members if p.alliance == Alliance.ENERGY_CLOUD_BUTLER)
+    e1, e2, e3 = (e.code for e in enterprises[:3])
+    jobs = (
+        DemoJob(e1, "repair", True, "配电室低压柜跳闸", "2号低压柜总开关跳闸，车间停电。",
+                ("low_voltage",), "new", timedelta(minutes=4)),
+        DemoJob(e2, "repair", True, "车间照明回路故障", "三楼照明回路无电，疑似电缆破损。",
+                ("low_voltage",), "offered", timedelta(minutes=8)),
+        DemoJob(e3, "repair", True, "空压机电源异常", "空压机启动时断路器频繁跳闸。",
+                ("low_voltage",), "en_route", timedelta(minutes=15)),
+        DemoJob(e1, "repair", False, "更换计量表箱门锁", "表箱门锁损坏，需更换。",
+                ("low_voltage",), "in_progress", timedelta(hours=3)),
+        DemoJob(e2, "repair", True, "电容补偿柜告警", "补偿柜电容器鼓包，功率因数下降。",
+                ("low_voltage",), "closed", timedelta(days=2)),
+        DemoJob(e3, "repair", False, "插座回路漏电", "办公区插座回路漏电保护器动作。",
+                ("low_voltage",), "cancelled", timedelta(days=1)),
+        DemoJob(e1, "patrol", False, "配电房月度巡视", "高低压配电房例行巡视。",
+                ("patrol",), "new", timedelta(hours=1),
+                provider_code=butler.code),
+    )
+    return DemoAlliance(providers=(soon, applicant), jobs=jobs)
 
 
 def _users(enterprises: list[DemoEnterprise], providers: list[DemoProvider]) -> list[DemoUser]:
@@ -472,6 +597,7 @@ def generate_demo_park(seed: int = DEMO_SEED, *, today: date | None = None) -> D
     enterprises = _enterprises(rng, transformers)
     transformers = _derate_busy_transformer(transformers, enterprises)
     providers = _providers(rng, today)
+    extras = _alliance_extras(seed, today, providers, enterprises)
     return DemoPark(
         seed=seed,
         code=DEMO_PARK_CODE,
@@ -488,6 +614,8 @@ def generate_demo_park(seed: int = DEMO_SEED, *, today: date | None = None) -> D
         enterprises=tuple(enterprises),
         providers=tuple(providers),
         users=tuple(_users(enterprises, providers)),
+        alliance=extras,
+        today=today,
     )
 
 
@@ -609,31 +737,14 @@ def load_demo_park(
 
     providers: dict[str, Provider] = {}
     for p in demo.providers:
-        provider = Provider(
-            code=p.code,
-            name=p.name,
-            alliance=p.alliance,
-            licence_level=p.licence_level,
-            licence_expiry=p.licence_expiry,
-            status=p.status,
-        )
-        session.add(provider)
-        for el in p.electricians:
-            session.add(
-                Electrician(
-                    provider=provider,
-                    name=el.name,
-                    certificate_type=el.certificate_type,
-                    certificate_expiry=el.certificate_expiry,
-                    skills=",".join(el.skills),
-                    home_lat=el.home_lat,
-                    home_lon=el.home_lon,
-                )
-            )
-            counts["electricians"] += 1
+        provider = _store_provider(session, p, demo.today)
+        counts["electricians"] += len(p.electricians)
         providers[p.code] = provider
         counts["providers"] += 1
         step("providers", 1)
+    session.flush()
+    for provider in providers.values():
+        alliance_service.refresh_provider(provider, demo.today)
     session.flush()
 
     for u in demo.users:
@@ -656,6 +767,167 @@ def load_demo_park(
     session.flush()
     log.info("demo park %s loaded: %s", demo.code, counts)
     return {**counts, "already_loaded": 0}
+
+
+def _store_provider(session: Session, p: DemoProvider, today: date) -> Provider:
+    # Members applied a year ago and were admitted a week later; applicants applied today.
+    applied = datetime.combine(today - timedelta(days=365 if p.status == ProviderStatus.APPROVED
+                                                 else 0), time(2, 0), UTC)
+    provider = Provider(
+        code=p.code,
+        name=p.name,
+        alliance=p.alliance,
+        licence_number=p.licence_number,
+        licence_level=p.licence_level,
+        licence_issued=p.licence_issued,
+        licence_expiry=p.licence_expiry,
+        status=p.status,
+        applied_at=applied,
+        decided_at=applied + timedelta(days=7) if p.status != ProviderStatus.APPLIED else None,
+        decision_note=None,
+        created_at=applied,
+    )
+    session.add(provider)
+    for el in p.electricians:
+        electrician = Electrician(
+            provider=provider,
+            code=el.code,
+            name=el.name,
+            skills=",".join(el.skills),
+            home_lat=el.home_lat,
+            home_lon=el.home_lon,
+            shift_start=el.shift_start,
+            shift_end=el.shift_end,
+            weekdays=sum(1 << (d - 1) for d in el.weekdays),
+            active=True,
+            created_at=applied,
+        )
+        for c in el.certificates:
+            electrician.certificates.append(
+                Certificate(type=c.type, number=c.number, expires=c.expires))
+        session.add(electrician)
+    return provider
+
+
+def site_of(enterprise_code: str) -> tuple[Decimal, Decimal]:
+    """Where an enterprise's substation room sits in the demo park (deterministic)."""
+    rng = random.Random(f"site:{enterprise_code}")
+    return (Decimal(PARK_LAT_MICRO + rng.randint(-25_000, 25_000)).scaleb(-6),
+            Decimal(PARK_LON_MICRO + rng.randint(-30_000, 30_000)).scaleb(-6))
+
+
+def demo_image(text: str, *, signature: bool = False) -> bytes:
+    """A small PNG standing in for a site photo or a customer's signature (deterministic)."""
+    from io import BytesIO
+
+    from PIL import Image, ImageDraw
+
+    size = (240, 80) if signature else (320, 240)
+    image = Image.new("RGB", size, "white" if signature else (70, 110, 150))
+    draw = ImageDraw.Draw(image)
+    if signature:
+        rng = random.Random(f"signature:{text}")
+        points = [(20 + 20 * i, 40 + rng.randint(-25, 25)) for i in range(11)]
+        draw.line(points, fill="black", width=3)
+    else:
+        draw.rectangle((20, 20, size[0] - 20, size[1] - 20), outline="white", width=3)
+        draw.text((30, 30), text, fill="white")
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+ALLIANCE_COUNT_KEYS = ("providers", "electricians", "jobs", "attachments")
+
+
+def load_demo_alliance(session: Session, storage, demo: DemoPark,
+                       now: datetime | None = None) -> dict[str, int]:
+    """Store the demo's alliance extras: the member whose licence runs out soon, the applicant
+    one valid electrician short, and jobs in different stages raised up to two days before
+    `now`, taken through the lifecycle by the same code the platform runs. Photos and
+    signatures go to `storage`. Does nothing if the extras are there already. Flushes, does
+    not commit.
+    """
+    from parkgrid.services import jobs as job_service
+
+    now = now or datetime.now(UTC)
+    counts = dict.fromkeys(ALLIANCE_COUNT_KEYS, 0)
+    extras = demo.alliance
+    if session.scalar(select(Provider.id).where(Provider.code == extras.providers[0].code)):
+        return {**counts, "already_loaded": 1}
+    for p in extras.providers:
+        provider = _store_provider(session, p, demo.today)
+        counts["providers"] += 1
+        counts["electricians"] += len(p.electricians)
+        session.flush()
+        alliance_service.refresh_provider(provider, demo.today)
+    session.flush()
+
+    enterprises = {e.code: e for e in session.scalars(select(Enterprise))}
+    for spec in extras.jobs:
+        counts["jobs"] += 1
+        counts["attachments"] += _demo_job(session, storage, job_service, spec, enterprises,
+                                           now)
+    session.flush()
+    return {**counts, "already_loaded": 0}
+
+
+def _demo_job(session: Session, storage, job_service, spec: DemoJob,
+              enterprises: dict[str, Enterprise], now: datetime) -> int:
+    """Raise one demo job and take it to its stage; returns the attachments stored."""
+    from alliance import lifecycle as core
+    from parkgrid.storage import PHOTO_FORMATS, SIGNATURE_FORMATS, check_image
+
+    lat, lon = site_of(spec.enterprise_code)
+    created = now - spec.age
+    provider = None
+    if spec.provider_code:
+        provider = session.scalar(select(Provider).where(Provider.code == spec.provider_code))
+    job, _ = job_service.create_job(
+        session, enterprise=enterprises[spec.enterprise_code], kind=spec.kind,
+        title=spec.title, lat=lat, lon=lon, urgent=spec.urgent, at=created,
+        description=spec.description, skills=spec.skills, provider=provider)
+    if spec.status == "new":
+        return 0
+    if spec.status == "cancelled":
+        job_service.apply_event(session, None, job, core.Cancel(
+            "system", created + timedelta(minutes=20), "客户自行排除故障，取消报修"))
+        return 0
+    # Steps spread over the time since the job was raised, at most six minutes apart.
+    step = min(spec.age / 10, timedelta(minutes=6))
+    candidates = alliance_service.offerable_electricians(session, job, created + step)
+    if not candidates:
+        log.warning("demo job %s: nobody offerable; left awaiting dispatch", job.code)
+        return 0
+    who = str(candidates[0].electrician_id)
+    # The open offer of an "offered" job runs a while past loading time.
+    expiry = now + timedelta(minutes=10) if spec.status == "offered" else None
+    plan = [
+        ("offered", lambda t: core.Offer(who, t, expiry or t + timedelta(minutes=10))),
+        ("accepted", lambda t: core.Accept(who, t)),
+        ("en_route", lambda t: core.StartTravel(who, t)),
+        ("on_site", lambda t: core.CheckIn(who, t)),
+        ("working", lambda t: core.StartWork(who, t)),
+        ("in_progress", lambda t: core.AttachPhoto(t)),
+        ("awaiting_sign_off", lambda t: core.RequestSignOff(who, t)),
+        ("closed", lambda t: core.SignOff("system", t, signature=True)),
+    ]
+    stored = 0
+    for number, (stage, event) in enumerate(plan, start=1):
+        row = job_service.apply_event(session, None, job, event(created + step * number))
+        if stage == "in_progress":
+            image = check_image(demo_image(job.code), field="photo", formats=PHOTO_FORMATS)
+            job_service.store_attachment(session, storage, job, row, image, "photo", None)
+            stored += 1
+        elif stage == "closed":
+            image = check_image(demo_image(job.code, signature=True), field="signature",
+                                formats=SIGNATURE_FORMATS)
+            job.signer_name = "现场负责人"
+            job_service.store_attachment(session, storage, job, row, image, "signature", None)
+            stored += 1
+        if stage == spec.status:
+            break
+    return stored
 
 
 def sample_readings(session: Session, park: Park, day: date, seed: int = DEMO_SEED, *,

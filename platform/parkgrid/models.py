@@ -25,12 +25,19 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    event,
+    false,
+    text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from alliance.lifecycle import ACTIVE_STATUSES as CORE_ACTIVE_STATUSES
+from alliance.lifecycle import JobKind as CoreJobKind
+from alliance.lifecycle import JobStatus as CoreJobStatus
 from parkgrid.db import Base
 
 # Exact decimal shapes: kVA to 0.1, load rates like 0.8000, prices to 0.0001 yuan.
@@ -368,57 +375,7 @@ class MeteringPoint(Base):
         return f"<MeteringPoint {self.code}>"
 
 
-class Provider(Base):
-    """An alliance service provider (a company), as applied for or admitted."""
-
-    __tablename__ = "providers"
-    __table_args__ = (
-        CheckConstraint(_one_of("alliance", Alliance.ALL), name="alliance_valid"),
-        CheckConstraint(
-            "licence_level IS NULL OR licence_level BETWEEN 1 AND 5", name="licence_level_range"
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)
-    name: Mapped[str] = mapped_column(String(128))
-    alliance: Mapped[str] = mapped_column(String(32))
-    licence_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    licence_expiry: Mapped[date | None] = mapped_column(Date, nullable=True)
-    status: Mapped[str] = mapped_column(String(32), default=ProviderStatus.APPLIED)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    electricians: Mapped[list[Electrician]] = relationship(
-        back_populates="provider", order_by="Electrician.id"
-    )
-
-    def __repr__(self) -> str:
-        return f"<Provider {self.code} {self.alliance}>"
-
-
-class Electrician(Base):
-    """An electrician employed by a provider, with certificate, skills and home position."""
-
-    __tablename__ = "electricians"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
-    name: Mapped[str] = mapped_column(String(64))
-    certificate_type: Mapped[str] = mapped_column(String(64))
-    certificate_expiry: Mapped[date] = mapped_column(Date)
-    # Comma-separated skill codes, e.g. "low_voltage,cable"; see skill_list.
-    skills: Mapped[str] = mapped_column(String(255), default="")
-    home_lat: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
-    home_lon: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
-
-    provider: Mapped[Provider] = relationship(back_populates="electricians")
-
-    @property
-    def skill_list(self) -> list[str]:
-        return [s.strip() for s in self.skills.split(",") if s.strip()]
-
-    def __repr__(self) -> str:
-        return f"<Electrician {self.id} of provider {self.provider_id}>"
+# Provider, Electrician and Certificate live in the alliance section at the end.
 
 
 class User(Base):
@@ -455,7 +412,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     enterprise: Mapped[Enterprise | None] = relationship()
-    provider: Mapped[Provider | None] = relationship()
+    # providers.decided_by_id also points at users: name the column this one follows.
+    provider: Mapped[Provider | None] = relationship(foreign_keys=[provider_id])
     api_tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
 
     def set_password(self, password: str) -> None:
@@ -1108,3 +1066,394 @@ class Dispute(Base):
 
     run: Mapped[SettlementRun] = relationship(foreign_keys=[run_id])
     enterprise: Mapped[Enterprise] = relationship()
+
+
+# --------------------------------------------------------------------------- alliance
+# Membership (providers, their electricians and certificates) and dispatched jobs with their
+# append-only event log. The rules live in the `alliance` core; these rows hold its inputs
+# and the states it returns. Job vocabularies are taken from the core so the schema's check
+# constraints and the state machine cannot drift apart (a change there needs a migration).
+
+JOB_KINDS: tuple[str, ...] = tuple(k.value for k in CoreJobKind)
+JOB_STATUSES: tuple[str, ...] = tuple(s.value for s in CoreJobStatus)
+# Statuses in which a job holds its electrician (the no-double-booking rule).
+ACTIVE_JOB_STATUSES: tuple[str, ...] = tuple(
+    s.value for s in CoreJobStatus if s in CORE_ACTIVE_STATUSES)
+# Statuses in which a job has an electrician assigned (active, or waiting for the sign-off).
+ASSIGNED_JOB_STATUSES: tuple[str, ...] = (*ACTIVE_JOB_STATUSES,
+                                          CoreJobStatus.AWAITING_SIGN_OFF.value)
+
+
+class JobEventKind:
+    """What a `job_events` row records: the job's creation, then one lifecycle event each."""
+
+    CREATED = "created"
+    OFFER = "offer"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    OFFER_EXPIRED = "offer_expired"
+    START_TRAVEL = "start_travel"
+    CHECK_IN = "check_in"
+    NO_SHOW = "no_show"
+    START_WORK = "start_work"
+    ATTACH_PHOTO = "attach_photo"
+    REQUEST_SIGN_OFF = "request_sign_off"
+    SIGN_OFF = "sign_off"
+    CANCEL = "cancel"
+    CANNOT_COMPLETE = "cannot_complete"
+    ESCALATE = "escalate"
+    ALL: tuple[str, ...] = (CREATED, OFFER, ACCEPT, DECLINE, OFFER_EXPIRED, START_TRAVEL,
+                            CHECK_IN, NO_SHOW, START_WORK, ATTACH_PHOTO, REQUEST_SIGN_OFF,
+                            SIGN_OFF, CANCEL, CANNOT_COMPLETE, ESCALATE)
+
+
+class AttachmentKind:
+    PHOTO = "photo"
+    SIGNATURE = "signature"
+    ALL: tuple[str, ...] = (PHOTO, SIGNATURE)
+
+
+IMAGE_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
+
+
+def _sql_in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+# The partial unique index's condition: an electrician holds at most one active urgent job.
+ACTIVE_URGENT_JOB = f"urgent AND status IN {_sql_in(ACTIVE_JOB_STATUSES)}"
+
+
+def _skill_list(text_value: str) -> list[str]:
+    return [s.strip() for s in (text_value or "").split(",") if s.strip()]
+
+
+class Provider(Base):
+    """An alliance service provider (a company), as applied for or admitted.
+
+    `receives_offers`, `standing_reasons` (JSON list of {code, figures}) and
+    `standing_checked_on` cache the core's standing of the day it was last checked, so
+    pages can tell the provider why it gets no offers; dispatch checks standing afresh.
+    """
+
+    __tablename__ = "providers"
+    __table_args__ = (
+        CheckConstraint(_one_of("alliance", Alliance.ALL), name="alliance_valid"),
+        CheckConstraint(
+            "licence_level IS NULL OR licence_level BETWEEN 1 AND 5", name="licence_level_range"
+        ),
+        CheckConstraint(
+            "licence_issued IS NULL OR licence_expiry IS NULL OR licence_issued <= licence_expiry",
+            name="licence_dates_valid",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    alliance: Mapped[str] = mapped_column(String(32))
+    licence_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    licence_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    licence_issued: Mapped[date | None] = mapped_column(Date, nullable=True)
+    licence_expiry: Mapped[date | None] = mapped_column(Date, nullable=True)
+    status: Mapped[str] = mapped_column(String(32), default=ProviderStatus.APPLIED)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", use_alter=True), nullable=True)
+    decision_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    receives_offers: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
+    standing_reasons: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    standing_checked_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    electricians: Mapped[list[Electrician]] = relationship(
+        back_populates="provider", order_by="Electrician.id"
+    )
+    # post_update: users reference providers and a provider references the deciding user.
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id],
+                                                   post_update=True)
+
+    def __repr__(self) -> str:
+        return f"<Provider {self.code} {self.alliance}>"
+
+
+class Electrician(Base):
+    """An electrician employed by a provider: certificates, skills, shift, home and position.
+
+    The shift is a local time-of-day interval (the park's zone, Asia/Shanghai) worked on the
+    weekdays set in `weekdays` (bit 0 Monday … bit 6 Sunday); a shift that ends at or before
+    its start runs past midnight into the next day (start = end: round the clock).
+    """
+
+    __tablename__ = "electricians"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "code"),
+        CheckConstraint("weekdays BETWEEN 0 AND 127", name="weekdays_range"),
+        CheckConstraint("(shift_start IS NULL) = (shift_end IS NULL)", name="shift_complete"),
+        CheckConstraint(
+            "(last_lat IS NULL AND last_lon IS NULL AND last_seen_at IS NULL)"
+            " OR (last_lat IS NOT NULL AND last_lon IS NOT NULL AND last_seen_at IS NOT NULL)",
+            name="last_position_complete",
+        ),
+        CheckConstraint(
+            "(home_lat IS NULL OR home_lat BETWEEN -90 AND 90)"
+            " AND (home_lon IS NULL OR home_lon BETWEEN -180 AND 180)"
+            " AND (last_lat IS NULL OR last_lat BETWEEN -90 AND 90)"
+            " AND (last_lon IS NULL OR last_lon BETWEEN -180 AND 180)",
+            name="positions_in_range",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    # Comma-separated skill codes, e.g. "low_voltage,cable"; see skill_list.
+    skills: Mapped[str] = mapped_column(String(255), default="")
+    shift_start: Mapped[time | None] = mapped_column(Time, nullable=True)
+    shift_end: Mapped[time | None] = mapped_column(Time, nullable=True)
+    weekdays: Mapped[int] = mapped_column(Integer, default=0b1111111,
+                                          server_default="127")
+    home_lat: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+    home_lon: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+    last_lat: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+    last_lon: Mapped[Decimal | None] = mapped_column(COORDINATE, nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="electricians")
+    certificates: Mapped[list[Certificate]] = relationship(
+        back_populates="electrician", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="(Certificate.expires, Certificate.id)")
+
+    @property
+    def skill_list(self) -> list[str]:
+        return _skill_list(self.skills)
+
+    @property
+    def weekday_list(self) -> list[int]:
+        """ISO weekdays worked (1 Monday … 7 Sunday)."""
+        return [d + 1 for d in range(7) if self.weekdays >> d & 1]
+
+    @property
+    def certificate_type(self) -> str | None:
+        """The type of the certificate valid longest (None without one): the electrician's
+        main trade, for lists that show one."""
+        if not self.certificates:
+            return None
+        return self.certificates[-1].type
+
+    def __repr__(self) -> str:
+        return f"<Electrician {self.code} of provider {self.provider_id}>"
+
+
+class Certificate(Base):
+    """A special-operation electrician certificate (特种作业操作证) of one electrician."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("electrician_id", "type", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    electrician_id: Mapped[int] = mapped_column(
+        ForeignKey("electricians.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    number: Mapped[str] = mapped_column(String(64))
+    expires: Mapped[date] = mapped_column(Date)
+
+    electrician: Mapped[Electrician] = relationship(back_populates="certificates")
+
+    def __repr__(self) -> str:
+        return f"<Certificate {self.type} {self.number} until {self.expires}>"
+
+
+class Job(Base):
+    """A dispatched job (repair request, alarm, patrol, inspection) and its current state.
+
+    `provider_id` is the enterprise's O&M provider for an energy-cloud-butler job and NULL
+    for a shared-electricians job (the shared pool). The state columns mirror the core's
+    `JobState`; every change goes through the core's `apply` and adds a `job_events` row.
+    `version` makes concurrent updates of one job fail instead of overwriting each other.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", JOB_KINDS), name="kind_valid"),
+        CheckConstraint(_one_of("alliance", Alliance.ALL), name="alliance_valid"),
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="status_valid"),
+        CheckConstraint(
+            "(alliance = 'shared_electricians' AND provider_id IS NULL)"
+            " OR (alliance = 'energy_cloud_butler' AND provider_id IS NOT NULL)",
+            name="provider_matches_alliance",
+        ),
+        CheckConstraint(
+            "(urgent AND on_site_deadline IS NOT NULL)"
+            " OR (NOT urgent AND on_site_deadline IS NULL)",
+            name="deadline_when_urgent",
+        ),
+        CheckConstraint(f"status NOT IN {_sql_in(ASSIGNED_JOB_STATUSES)}"
+                        " OR electrician_id IS NOT NULL", name="assigned_has_electrician"),
+        CheckConstraint("status <> 'offered' OR offer_expires_at IS NOT NULL",
+                        name="offer_has_expiry"),
+        CheckConstraint("window_start IS NULL OR window_end IS NULL OR window_end > window_start",
+                        name="window_valid"),
+        CheckConstraint("service_minutes > 0", name="service_minutes_positive"),
+        CheckConstraint("photos >= 0", name="photos_nonnegative"),
+        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180",
+                        name="position_in_range"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        # No double booking, held by the database itself: one active urgent job per person.
+        Index("uq_jobs_active_urgent_electrician", "electrician_id", unique=True,
+              sqlite_where=text(ACTIVE_URGENT_JOB), postgresql_where=text(ACTIVE_URGENT_JOB)),
+        Index("ix_jobs_status_offer_expires_at", "status", "offer_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    park_id: Mapped[int] = mapped_column(ForeignKey("parks.id"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    alliance: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"), nullable=True,
+                                                    index=True)
+    urgent: Mapped[bool] = mapped_column(Boolean)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    lat: Mapped[Decimal] = mapped_column(COORDINATE)
+    lon: Mapped[Decimal] = mapped_column(COORDINATE)
+    # Comma-separated skill codes the job needs; see skill_list.
+    required_skills: Mapped[str] = mapped_column(String(255), default="low_voltage")
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    service_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    status: Mapped[str] = mapped_column(String(24), default=CoreJobStatus.NEW.value)
+    electrician_id: Mapped[int | None] = mapped_column(ForeignKey("electricians.id"),
+                                                       nullable=True, index=True)
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    offer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    on_site_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The first check-in: stops the on-site clock for good (kept when the job is re-dispatched).
+    clock_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    photos: Mapped[int] = mapped_column(Integer, default=0)
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    signer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    last_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The time of the last event applied: the core refuses older events.
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    park: Mapped[Park] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+    provider: Mapped[Provider | None] = relationship()
+    electrician: Mapped[Electrician | None] = relationship()
+    exclusions: Mapped[list[JobExclusion]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="JobExclusion.id")
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", order_by="JobEvent.seq")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="job", order_by="Attachment.id")
+
+    @property
+    def skill_list(self) -> list[str]:
+        return _skill_list(self.required_skills)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.code} {self.kind} {self.status}>"
+
+
+class JobExclusion(Base):
+    """An electrician never offered this job again: declined, let the offer expire, did not
+    show or could not complete it."""
+
+    __tablename__ = "job_exclusions"
+    __table_args__ = (
+        UniqueConstraint("job_id", "electrician_id"),
+        CheckConstraint(_one_of("reason", (JobEventKind.DECLINE, JobEventKind.OFFER_EXPIRED,
+                                           JobEventKind.NO_SHOW, JobEventKind.CANNOT_COMPLETE)),
+                        name="reason_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    electrician_id: Mapped[int] = mapped_column(ForeignKey("electricians.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(24))
+    excluded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    job: Mapped[Job] = relationship(back_populates="exclusions")
+
+
+class JobEvent(Base):
+    """One event of a job, in order (`seq` from 1, the job's creation). Append-only: the ORM
+    refuses to update or delete a row."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        CheckConstraint(_one_of("kind", JobEventKind.ALL), name="kind_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    electrician_id: Mapped[int | None] = mapped_column(ForeignKey("electricians.id"),
+                                                       nullable=True, index=True)
+    data: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="events")
+    actor: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<JobEvent {self.job_id}#{self.seq} {self.kind}>"
+
+
+@event.listens_for(JobEvent, "before_update")
+@event.listens_for(JobEvent, "before_delete")
+def _job_events_are_append_only(_mapper, _connection, target: JobEvent) -> None:
+    raise ValueError(f"job events are append-only: {target!r} cannot change")
+
+
+class Attachment(Base):
+    """A photo or the customer's signature of a job; the bytes live in the file storage under
+    `storage_key` (their SHA-256), only checked images are ever stored."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", AttachmentKind.ALL), name="kind_valid"),
+        CheckConstraint(_one_of("content_type", IMAGE_TYPES), name="content_type_valid"),
+        CheckConstraint("kind <> 'signature' OR content_type = 'image/png'",
+                        name="signature_is_png"),
+        CheckConstraint("size_bytes > 0", name="size_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # The event it came with (created: a photo of the request; attach_photo; sign_off).
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("job_events.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    storage_key: Mapped[str] = mapped_column(String(128))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+    job: Mapped[Job] = relationship(back_populates="attachments")
+
+    def __repr__(self) -> str:
+        return f"<Attachment {self.id} {self.kind} of job {self.job_id}>"

@@ -14,6 +14,7 @@ from .config import Settings
 from .crypto import KeyBox
 from .db import make_engine, make_session_factory, unit_of_work
 from .models import ChainDeployment
+from .storage import FileStorage
 
 
 @dataclass
@@ -35,6 +36,11 @@ class Platform:
     @cached_property
     def keybox(self) -> KeyBox:
         return KeyBox(self.settings.secret_key)
+
+    @cached_property
+    def storage(self) -> FileStorage:
+        """Where job photos and signatures are kept (files named by their SHA-256)."""
+        return FileStorage(self.settings.files_dir, max_bytes=self.settings.upload_max_bytes)
 
     def unit_of_work(self):
         return unit_of_work(self.sessions)

@@ -1,5 +1,6 @@
 """The HTTP API (OpenAPI-documented with flask-smorest): tokens, listings, the audit view,
-metering uploads, settlement runs, statements and disputes."""
+metering uploads, settlement runs, statements and disputes; the alliance endpoints live in
+`alliance_api` and are registered here."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..services import calendar, grid, metering, settlement_view
 from ..services import orders as order_service
 from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
+from . import alliance_api
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
 from .security import api_error, public, roles
 from .settlement import parse_month
@@ -557,4 +559,4 @@ def create_dispute(body):
 
 
 def blueprints():
-    return [tokens, orders, audit, metering_api, settlement_api]
+    return [tokens, orders, audit, metering_api, settlement_api, *alliance_api.blueprints()]
