@@ -131,18 +131,21 @@ def solve(instance: RoutingInstance, nodes: Nodes, reasons: dict[int, str],
         key = (depot_of[f.node], depot_of[nodes.ends[k]], f.capacity, f.max_jobs,
                scaled(f.at, math.ceil), min(HORIZON_CAP, scaled(v.shift_end)),
                HORIZON_CAP if f.max_duration is None else scaled(f.max_duration),
-               profile_of[v.skills])
+               profile_of[v.skills], bool(v.pinned))
         type_of_vehicle.append(type_keys.setdefault(key, len(type_keys)))
     counts = [type_of_vehicle.count(t) for t in range(len(type_keys))]
     vehicle_types = [
         pyvrp.VehicleType(
             num_available=counts[t], start_depot=start, end_depot=end,
             capacity=[cap, len(jobs) if max_jobs is None else max_jobs] if with_visits else [cap],
-            tw_early=early, tw_late=late, shift_duration=duration, profile=profile)
-        for (start, end, cap, max_jobs, early, late, duration, profile), t
+            tw_early=early, tw_late=late, shift_duration=duration, profile=profile,
+            # After pinned work the vehicle leaves at once: its workload clock is running.
+            start_late=early if pinned else None)
+        for (start, end, cap, max_jobs, early, late, duration, profile, pinned), t
         in sorted(type_keys.items(), key=lambda kv: kv[1])]
 
     routes: list[list[int]] = [[] for _ in vehicles]
+    departures: list[float | None] = [None] * len(vehicles)
     first_s = None
     status = "success"
     if clients:
@@ -161,6 +164,7 @@ def solve(instance: RoutingInstance, nodes: Nodes, reasons: dict[int, str],
             for route in result.best.routes():
                 k = slots[route.vehicle_type()].pop(0)
                 routes[k] = [planned[a.idx] for a in route if a.is_client()]
+                departures[k] = route.start_time() / SCALE
         else:
             status = "fail"
     elif vehicles:
@@ -170,7 +174,7 @@ def solve(instance: RoutingInstance, nodes: Nodes, reasons: dict[int, str],
     for k, v in enumerate(vehicles):
         order = [index[job_id] for job_id in v.pinned] + routes[k]
         served.update(order)
-        out.append(_timed_route(instance, nodes, k, v, order))
+        out.append(_timed_route(instance, nodes, k, v, order, departures[k]))
     unassigned = tuple(Unassigned(job.id, reasons.get(j, REASON_NO_ROOM))
                        for j, job in enumerate(jobs) if j not in served)
     total = math.fsum(r.distance for r in out)
@@ -199,15 +203,14 @@ def _initial_solution(data, initial: RoutingResult | None, index: dict[str, int]
 
 
 def _timed_route(instance: RoutingInstance, nodes: Nodes, k: int, v: Vehicle,
-                 order: list[int]) -> Route:
-    """Service starts in exact doubles, leaving as late as the first visit allows."""
+                 order: list[int], departure: float | None) -> Route:
+    """Service starts in exact doubles, leaving when the solver's schedule leaves (exact
+    travel is never longer than the solver's rounded-up travel, so every visit and the
+    return happen no later than the solver planned them). Pinned routes leave at the shift
+    start."""
     if not order:
         return Route(v.id, v.shift_start, (), 0.0)
-    first = instance.jobs[order[0]]
-    there = float(nodes.dist[nodes.starts[k], order[0]])
-    # Leave as late as possible without starting the first visit later (less waiting,
-    # which only matters for `max_duration`); pinned routes leave at the shift start.
-    start = v.shift_start if v.pinned else max(v.shift_start, first.ready - there)
+    start = v.shift_start if v.pinned or departure is None else max(v.shift_start, departure)
     t, node, dist, stops = start, nodes.starts[k], 0.0, []
     for j in order:
         leg = float(nodes.dist[node, j])

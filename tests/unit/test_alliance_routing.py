@@ -249,3 +249,13 @@ def test_both_engines_give_checked_plans_of_the_same_quality(seed):
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="unknown routing engine"):
         solve(line_instance(), SearchOptions(engine="simplex"))
+
+
+@pytest.mark.parametrize("engine", ["pyvrp", "ortools"])
+def test_departure_is_late_enough_for_the_workload_limit(engine):
+    # "b" opens at 20: leaving at 0 would wait 18 minutes and break the 10-minute limit.
+    jobs = (Job("a", (1.0, 0.0), ready=0, due=100), Job("b", (2.0, 0.0), ready=20, due=100))
+    inst = RoutingInstance("wait", (0.0, 0.0), jobs, (Vehicle("v", max_duration=10),))
+    res = solve(inst, SearchOptions(time_limit_s=1, engine=engine))
+    assert res.unassigned == ()
+    assert check_plan(inst, res).ok
