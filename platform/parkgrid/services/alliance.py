@@ -36,6 +36,7 @@ from ..models import (
     User,
     utcnow,
 )
+from .calendar import local_day
 from .errors import (
     N_,
     Conflict,
@@ -48,7 +49,6 @@ from .errors import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ZONE = "Asia/Shanghai"
 ALL_WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
 # Staff who may see every provider; only the park operator (admin) decides applications.
 VIEWERS = (Role.ADMIN, Role.SETTLEMENT, Role.AUDITOR)
@@ -350,12 +350,8 @@ def _licence(data: ApplicationInput, problems: list[FieldProblem]) -> core.Licen
 # --------------------------------------------------------------------------- rows -> core
 
 
-def _local_day(at: datetime, zone: str) -> date:
-    return at.astimezone(ZoneInfo(zone)).date()
-
-
-def today(zone: str = DEFAULT_ZONE) -> date:
-    return _local_day(utcnow(), zone)
+def today(zone: str) -> date:
+    return local_day(utcnow(), zone)
 
 
 def shifts_around(row: Electrician, at: datetime, zone: str) -> tuple[core.Shift, ...]:
@@ -379,7 +375,7 @@ def shifts_around(row: Electrician, at: datetime, zone: str) -> tuple[core.Shift
 
 
 def core_electrician(row: Electrician, *, around: datetime | None = None,
-                     zone: str = DEFAULT_ZONE) -> core.Electrician | None:
+                     zone: str | None = None) -> core.Electrician | None:
     """The core's view of a roster row (None without a home base, which the core needs).
 
     A stored certificate the core refuses (an unknown type from before certificates were
@@ -407,7 +403,7 @@ def core_electrician(row: Electrician, *, around: datetime | None = None,
 
 
 def core_provider(row: Provider, *, around: datetime | None = None,
-                  zone: str = DEFAULT_ZONE) -> core.ServiceProvider | None:
+                  zone: str | None = None) -> core.ServiceProvider | None:
     """The core's view of a provider and its active roster (None without licence data)."""
     if not row.licence_number or row.licence_level is None or row.licence_expiry is None:
         return None
@@ -634,7 +630,7 @@ def decide(platform, code: str, *, actor_id: int | None, approve: bool, note: st
         if provider.status != ProviderStatus.APPLIED:
             raise Conflict(N_("This application was decided already (%(status)s)."),
                            status=provider.status)
-        day = day or _local_day(now, platform.settings.park_timezone)
+        day = day or local_day(now, platform.settings.park_timezone)
         if approve:
             result = assess(provider, day, admission=True)
             if not result.receives_offers:
@@ -872,7 +868,7 @@ def _context(session: Session, job: Job, at: datetime) -> _Context:
         if commits_electrician(status):
             busy[electrician_id] = busy.get(electrician_id, False) or urgent
     when = max(at, job.window_start) if job.window_start is not None else at
-    return _Context(job=job, at=when, zone=zone, day=_local_day(when, zone), busy=busy,
+    return _Context(job=job, at=when, zone=zone, day=local_day(when, zone), busy=busy,
                     excluded={x.electrician_id for x in job.exclusions})
 
 

@@ -10,8 +10,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def local_day(at: datetime, zone: str) -> date:
+    """The calendar day `at` falls on in time zone `zone`."""
+    return at.astimezone(ZoneInfo(zone)).date()
+
+
 def park_today(park, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(park.timezone)).date()
+    return local_day(now, park.timezone)
 
 
 def gate_closure(park, delivery_day: date) -> datetime:
