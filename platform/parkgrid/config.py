@@ -40,6 +40,12 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     # How long an electrician has to accept a job offer before it goes to someone else.
     offer_minutes: int = 5
+    # The routing solver's time for one plan of a day's planned work (kept below the plan
+    # task's own time limit, so a plan is always returned).
+    plan_seconds: int = 20
+    # Automatic dispatch (urgent rounds, plans of planned work); off, the dispatch desk
+    # offers every job by hand.
+    auto_dispatch: bool = True
     extra: dict = field(default_factory=dict)
 
     @property
@@ -110,6 +116,8 @@ def from_env(environ: dict[str, str] | None = None, **overrides) -> Settings:
         else None,
         "upload_max_bytes": _positive_int(env, "PARKGRID_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "offer_minutes": _positive_int(env, "PARKGRID_OFFER_MINUTES", 5),
+        "plan_seconds": _positive_int(env, "PARKGRID_PLAN_SECONDS", 20),
+        "auto_dispatch": env.get("PARKGRID_AUTO_DISPATCH", "1") != "0",
     }
     values.update(overrides)
     settings = Settings(**values)

@@ -178,7 +178,83 @@ def publish_settlements() -> int:
     return len(due)
 
 
+# --------------------------------------------------------------------------- dispatch
+
+
+def queue(task, *args, **options) -> None:
+    """Queue a task after a committed change; a broker outage only delays it (the beat
+    schedule's sweeps pick the work up), so it is logged, not raised to the user."""
+    try:
+        task.apply_async(args, **options) if options else task.delay(*args)
+    except Exception:
+        log.exception("could not queue %s%s", task.name, args)
+
+
+@celery_app.task(bind=True, name="parkgrid.dispatch_urgent", max_retries=5,
+                 soft_time_limit=60, time_limit=90)
+def dispatch_urgent(self) -> int:
+    """Take back expired offers, then (with automatic dispatch on) offer every waiting urgent
+    job; runs every 15 s and after each repair request, decline or no-show. Returns how many
+    offers it made."""
+    from .services import dispatch
+    from .services import jobs as job_service
+
+    platform = get_platform()
+    try:
+        job_service.expire_offers(platform)
+        if not platform.settings.auto_dispatch:
+            return 0
+        return len(dispatch.urgent_round(platform).offered)
+    except OperationalError as exc:
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=5) from exc
+
+
+# The plan task's own limits leave the solver's time (settings.plan_seconds) a margin: the
+# solver stops first and returns the best plan it found.
+PLAN_SOFT_MARGIN_S = 30
+PLAN_HARD_MARGIN_S = 60
+
+
+@celery_app.task(bind=True, name="parkgrid.plan_day", max_retries=5)
+def plan_day(self, park_id: int, day: str, alliance: str, provider_id: int | None) -> int:
+    """Plan one dispatch scope's planned work of a day; returns how many jobs it offered."""
+    from datetime import date
+
+    from .services import dispatch
+
+    try:
+        outcome = dispatch.plan_day(get_platform(), park_id, date.fromisoformat(day),
+                                    dispatch.Scope(alliance, provider_id))
+        return len(outcome.offered)
+    except OperationalError as exc:
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=10) from exc
+
+
+@celery_app.task(name="parkgrid.plan_planned_work")
+def plan_planned_work() -> int:
+    """Runs every 5 minutes: queue a plan for each scope and day (today, tomorrow) with
+    planned work waiting to be placed."""
+    from .services import dispatch
+
+    platform = get_platform()
+    if not platform.settings.auto_dispatch:
+        return 0
+    seconds = platform.settings.plan_seconds
+    due = dispatch.days_to_plan(platform)
+    for park_id, day, scope in due:
+        queue(plan_day, park_id, day.isoformat(), scope.alliance, scope.provider_id,
+              soft_time_limit=seconds + PLAN_SOFT_MARGIN_S,
+              time_limit=seconds + PLAN_HARD_MARGIN_S)
+    return len(due)
+
+
 celery_app.conf.beat_schedule = {
     "close-gates": {"task": "parkgrid.close_gates", "schedule": 60.0},
     "publish-settlements": {"task": "parkgrid.publish_settlements", "schedule": 60.0},
+    "dispatch-urgent": {"task": "parkgrid.dispatch_urgent", "schedule": 15.0},
+    "plan-planned-work": {"task": "parkgrid.plan_planned_work", "schedule": 300.0},
 }

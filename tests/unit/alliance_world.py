@@ -51,7 +51,7 @@ def jpeg(size=(40, 30)) -> bytes:
 def make_platform(tmp_path: Path) -> Platform:
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'a.sqlite3'}",
                         secret_key="alliance-test-secret", storage_dir=tmp_path / "files",
-                        upload_max_bytes=200_000)
+                        upload_max_bytes=200_000, auto_dispatch=False)
     platform = Platform(settings)
     Base.metadata.create_all(platform.engine)
     return platform

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from alliance import membership as core
-from alliance.lifecycle import commits_electrician
+from alliance.lifecycle import JobStatus, commits_electrician
 from alliance.travel import TravelModel
 
 from ..models import (
@@ -50,6 +50,8 @@ from .errors import (
 log = logging.getLogger(__name__)
 
 ALL_WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
+# Statuses of a job its electrician is travelling to or working on.
+UNDER_WAY = tuple(s.value for s in (JobStatus.EN_ROUTE, JobStatus.ON_SITE, JobStatus.IN_PROGRESS))
 # Staff who may see every provider; only the park operator (admin) decides applications.
 VIEWERS = (Role.ADMIN, Role.SETTLEMENT, Role.AUDITOR)
 # A position report older than this says little about where the electrician is now.
@@ -854,7 +856,8 @@ class _Context:
     at: datetime
     zone: str
     day: date
-    busy: dict[int, bool]  # electrician id -> holds an active job that is urgent
+    on_urgent: set[int]  # electricians holding an active urgent job
+    at_work: set[int]  # electricians travelling to or working on any job
     excluded: set[int]
     standing: dict[int, bool] = field(default_factory=dict)
 
@@ -863,12 +866,16 @@ def _context(session: Session, job: Job, at: datetime) -> _Context:
     zone = job.park.timezone
     rows = session.execute(select(Job.electrician_id, Job.status, Job.urgent).where(
         Job.electrician_id.is_not(None), Job.status.in_(ACTIVE_JOB_STATUSES), Job.id != job.id))
-    busy: dict[int, bool] = {}
+    on_urgent: set[int] = set()
+    at_work: set[int] = set()
     for electrician_id, status, urgent in rows:
-        if commits_electrician(status):
-            busy[electrician_id] = busy.get(electrician_id, False) or urgent
+        if urgent and commits_electrician(status):
+            on_urgent.add(electrician_id)
+        if status in UNDER_WAY:
+            at_work.add(electrician_id)
     when = max(at, job.window_start) if job.window_start is not None else at
-    return _Context(job=job, at=when, zone=zone, day=local_day(when, zone), busy=busy,
+    return _Context(job=job, at=when, zone=zone, day=local_day(when, zone),
+                    on_urgent=on_urgent, at_work=at_work,
                     excluded={x.electrician_id for x in job.exclusions})
 
 
@@ -887,8 +894,10 @@ def _reasons(ctx: _Context, row: Electrician) -> list[str]:
         reasons.append(INACTIVE)
     if row.id in ctx.excluded:
         reasons.append(EXCLUDED)
-    # An urgent job needs someone free; a planned one only someone not on an urgent job.
-    if row.id in ctx.busy and (job.urgent or ctx.busy[row.id]):
+    # An urgent job needs someone neither holding an urgent job nor at work on another one
+    # (planned work offered or accepted for later holds nobody now); a planned job only
+    # someone not holding an urgent job (planned jobs queue up on one person's day).
+    if row.id in ctx.on_urgent or (job.urgent and row.id in ctx.at_work):
         reasons.append(BUSY)
     checked = core_electrician(row, around=ctx.at, zone=ctx.zone)
     if checked is None:
@@ -911,11 +920,16 @@ def ineligible_problems(reasons: list[str]) -> list[FieldProblem]:
     return [FieldProblem("electrician", INELIGIBLE_MESSAGES[r]) for r in reasons]
 
 
-def _travel_minutes(row: Electrician, job: Job, at: datetime) -> float:
-    origin = (float(row.home_lat), float(row.home_lon))
+def position_of(row: Electrician, at: datetime) -> tuple[float, float]:
+    """Where the electrician is taken to be at `at`: the last reported position while it is
+    fresh, else the home base (which an offerable electrician always has)."""
     if row.last_seen_at is not None and at - row.last_seen_at <= POSITION_FRESH_FOR:
-        origin = (float(row.last_lat), float(row.last_lon))
-    return TRAVEL.minutes(origin, (float(job.lat), float(job.lon)))
+        return float(row.last_lat), float(row.last_lon)
+    return float(row.home_lat), float(row.home_lon)
+
+
+def _travel_minutes(row: Electrician, job: Job, at: datetime) -> float:
+    return TRAVEL.minutes(position_of(row, at), (float(job.lat), float(job.lon)))
 
 
 def offerable_electricians(session: Session, job: Job, at: datetime) -> list[Candidate]:

@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 
+from .. import tasks
 from ..models import Alliance, Electrician, Role
 from ..services import alliance as alliance_service
 from ..services import jobs as job_service
@@ -29,6 +30,13 @@ TIME_OF_DAY = validate.Regexp(r"^\d{2}:\d{2}(:\d{2})?$", error="Give a time of d
 
 def _platform():
     return current_app.extensions["parkgrid"]
+
+
+def dispatch_soon() -> None:
+    """After a change that leaves an urgent job waiting (a new request, a decline, a no-show,
+    "cannot complete"), run an urgent dispatch round now rather than at the next sweep."""
+    if _platform().settings.auto_dispatch:
+        tasks.queue(tasks.dispatch_urgent)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -497,6 +505,7 @@ def request_repair(form):
         urgent=form["urgent"], skills=[s for s in form["skills"].split(",") if s.strip()],
         service_minutes=form["service_minutes"], provider_code=form["provider"])
     code = job_service.request_repair(_platform(), data, actor_id=g.user.id, photos=photos)
+    dispatch_soon()
     return _job(code)
 
 
@@ -583,6 +592,7 @@ def _accept(body, code):
 def _decline(body, code):
     job_service.decline(_platform(), code, actor_id=g.user.id, reason=body["reason"],
                         electrician_id=body["electrician_id"])
+    dispatch_soon()
 
 
 @_action_route("travel", ElectricianRef, ELECTRICIAN_SIDE, "Your electrician sets off.")
@@ -619,12 +629,14 @@ def _cannot_complete(body, code):
     job_service.cannot_complete(_platform(), code, body["reason"], actor_id=g.user.id,
                                 escalate=body["escalate"],
                                 electrician_id=body["electrician_id"])
+    dispatch_soon()
 
 
 @_action_route("no-show", NoBody, DISPATCH,
                "The accepted electrician did not turn up: back to dispatch, excluded.")
 def _no_show(body, code):
     job_service.no_show(_platform(), code, actor_id=g.user.id)
+    dispatch_soon()
 
 
 @_action_route("escalate", ReasonRequest, DISPATCH,
