@@ -65,3 +65,16 @@ class ReplanError(RoutingError):
 
 class InvalidReplanInputError(ReplanError, ValueError):
     """A live state, plan or new job does not fit the instance; nothing was re-planned."""
+
+
+class ContractError(AllianceError):
+    """Root of the custody O&M contract part's errors."""
+
+
+class InvalidContractError(ContractError, ValueError):
+    """A contract, one of its items, a day range or a time zone is malformed; nothing was
+    scheduled."""
+
+
+class InvalidAlarmInputError(AllianceError, ValueError):
+    """Monitoring input or alarm thresholds are malformed; nothing was checked."""

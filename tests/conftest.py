@@ -117,8 +117,11 @@ def demo_platform(demo_template, tmp_path) -> Iterator[Platform]:
     database = tmp_path / "demo.sqlite3"
     shutil.copy(Path(settings.database_url.removeprefix("sqlite:///")), database)
     chain.revert_to(snapshot)
+    # The dispatch desk offers jobs by hand here, so tests drive each step; automatic dispatch
+    # has its own tests (test_dispatch_service, the API's and the browser's repair tests).
     platform = Platform(Settings(data_dir=tmp_path, database_url=f"sqlite:///{database}",
-                                 chain_url=ETH_TESTER, secret_key=TEST_SECRET))
+                                 chain_url=ETH_TESTER, secret_key=TEST_SECRET,
+                                 auto_dispatch=False))
     platform._chain = chain  # the in-process chain is shared; its state was just reset
     yield platform
     platform.engine.dispose()

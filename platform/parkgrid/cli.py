@@ -412,7 +412,7 @@ def settlement_set_rules(park_code: str | None, rule_name: str | None,
 
 @main.group()
 def alliance() -> None:
-    """Alliance membership: applications, decisions, standing, rosters."""
+    """Alliance membership: applications, decisions, standing, rosters; O&M contracts."""
 
 
 def _service_call(call):
@@ -561,6 +561,75 @@ def alliance_expire_offers() -> None:
     click.echo(f"{len(expired)} offer(s) expired" + (f": {', '.join(expired)}" if expired else ""))
 
 
+@alliance.command("contract-add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--by", default=None, help="The username the contract is recorded under.")
+def alliance_contract_add(path: str, by: str | None) -> None:
+    """Enter a custody O&M contract from a JSON file: {provider, enterprise, frequency
+    (daily|weekly|monthly), job_kind (patrol|inspection), window_start, window_end (HH:MM,
+    local), service_minutes, skills, starts_on, ends_on, code, items: [{name,
+    equipment_kind, lat, lon}]} (an item without lat/lon stands at the enterprise's site)."""
+    from .services import om
+    from .wiring import Platform
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not a JSON document ({exc})") from exc
+    platform = Platform(_settings())
+    actor = _staff_user(platform, by)
+    code = _service_call(lambda: om.create_contract(
+        platform, om.contract_from_document(document), actor))
+    click.echo(f"contract {code} entered; create its jobs with "
+               "'parkgrid alliance patrols --first YYYY-MM-DD --last YYYY-MM-DD'")
+
+
+@alliance.command("patrols")
+@click.option("--first", required=True, metavar="YYYY-MM-DD", help="The first local day.")
+@click.option("--last", required=True, metavar="YYYY-MM-DD", help="The last local day.")
+@click.option("--park", "park_code", default=None, help="Park code (default: every park).")
+def alliance_patrols(first: str, last: str, park_code: str | None) -> None:
+    """Create the patrol and inspection jobs of every active O&M contract due from --first
+    to --last: one per item and day; those that exist are skipped."""
+    from .services import om
+    from .wiring import Platform
+
+    platform = Platform(_settings())
+    park_id = None
+    if park_code:
+        with platform.unit_of_work() as session:
+            park_id = _one_park(session, park_code).id
+    created = _service_call(lambda: om.generate_patrols(platform, _day(first), _day(last),
+                                                        park_id=park_id))
+    click.echo(f"{len(created)} job(s) created" + (f": {', '.join(created)}" if created else ""))
+
+
+@main.group()
+def alarms() -> None:
+    """Power monitoring: alarms from metering data, and the jobs they open."""
+
+
+@alarms.command("scan")
+@click.option("--day", "day", required=True, metavar="YYYY-MM-DD",
+              help="The park's local day to check.")
+@click.option("--park", "park_code", default=None, help="Park code (default: the only park).")
+def alarms_scan(day: str, park_code: str | None) -> None:
+    """Check a day of metering data: store new alarms and open their jobs (a second check of
+    the same data raises nothing new)."""
+    from .services import alarms as alarm_service
+    from .wiring import Platform
+
+    when = _day(day)
+    platform = Platform(_settings())
+    with platform.unit_of_work() as session:
+        park_id = _one_park(session, park_code).id
+    keys = _service_call(lambda: alarm_service.scan_day(platform, park_id, when))
+    click.echo(f"{len(keys)} new alarm(s) on {when}")
+    for key in keys:
+        click.echo(f"  {key}")
+
+
 @main.group()
 def outbox() -> None:
     """Records waiting for the chain."""
@@ -671,21 +740,26 @@ def run(host: str, port: int, chain_port: int | None) -> None:
         _serve(app, host, port)
 
 
-def _start_beat_watch(interval_s: float = 10.0) -> None:
+def _start_beat_watch(interval_s: float = 5.0) -> None:
     """Embedded mode has no scheduler process: a thread runs the beat schedule's tasks
-    (closing gates, finishing settlement runs left unanchored) every few seconds."""
+    (closing gates, finishing settlement runs left unanchored, dispatch sweeps and plans),
+    each at its own interval."""
     import logging
     import threading
     import time
 
     from .tasks import celery_app
 
-    scheduled = [celery_app.tasks[entry["task"]]
+    scheduled = [(celery_app.tasks[entry["task"]], float(entry["schedule"]))
                  for entry in celery_app.conf.beat_schedule.values()]
+    last_run: dict[str, float] = {}
 
     def watch():
         while True:
-            for task in scheduled:
+            for task, every_s in scheduled:
+                if time.monotonic() - last_run.get(task.name, -every_s) < every_s:
+                    continue
+                last_run[task.name] = time.monotonic()
                 try:
                     task()
                 except Exception:  # a failed round is logged and tried again next round

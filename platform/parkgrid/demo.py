@@ -158,12 +158,38 @@ class DemoJob:
 
 
 @dataclass(frozen=True)
+class DemoContractItem:
+    name: str
+    equipment_kind: str
+    lat: Decimal
+    lon: Decimal
+
+
+@dataclass(frozen=True)
+class DemoContract:
+    """A custody O&M contract of an energy-cloud-butler member for one enterprise."""
+
+    code: str
+    provider_code: str
+    enterprise_code: str
+    frequency: str
+    window_start: time
+    window_end: time
+    service_minutes: int
+    skills: tuple[str, ...]
+    starts_on: date
+    items: tuple[DemoContractItem, ...]
+
+
+@dataclass(frozen=True)
 class DemoAlliance:
     """The alliance side beyond the members in good standing: a member whose licence runs
-    out soon, an applicant with one valid electrician too few, and jobs in every stage."""
+    out soon, an applicant with one valid electrician too few, jobs in every stage, and
+    custody O&M contracts of the butler members."""
 
     providers: tuple[DemoProvider, ...]
     jobs: tuple[DemoJob, ...]
+    contracts: tuple[DemoContract, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -542,7 +568,42 @@ def _alliance_extras(seed: int, today: date, members: list[DemoProvider],
                 ("patrol",), "new", timedelta(hours=1),
                 provider_code=butler.code),
     )
-    return DemoAlliance(providers=(soon, applicant), jobs=jobs)
+    return DemoAlliance(providers=(soon, applicant), jobs=jobs,
+                        contracts=_contracts(seed, today, members, enterprises))
+
+
+# The equipment of an enterprise's substation room a custody contract looks after.
+CONTRACT_EQUIPMENT = (
+    ("1号主变压器", "transformer"), ("10kV高压开关柜", "switchgear"),
+    ("低压配电柜", "switchgear"), ("电容补偿柜", "capacitor"), ("直流屏", "dc_panel"),
+    ("2号主变压器", "transformer"),
+)
+
+
+def _contracts(seed: int, today: date, members: list[DemoProvider],
+               enterprises: list[DemoEnterprise]) -> tuple[DemoContract, ...]:
+    """A weekly patrol contract of the first butler member and a daily one of the second,
+    each with 3-5 pieces of equipment a few metres from the enterprise's site; they began on
+    the first of the current month. A stream of its own keeps everything else as it was."""
+    rng = random.Random(f"contracts:{seed}")
+    butlers = [p for p in members if p.alliance == Alliance.ENERGY_CLOUD_BUTLER]
+    plans = [("weekly", time(9, 0), time(11, 30), 40, ("patrol",)),
+             ("daily", time(8, 0), time(10, 0), 20, ("low_voltage",))]
+    contracts = []
+    for provider, enterprise, (frequency, start, end, minutes, skills) in zip(
+            butlers, enterprises, plans, strict=False):
+        lat, lon = site_of(enterprise.code)
+        equipment = CONTRACT_EQUIPMENT[:rng.randint(3, 5)]
+        items = tuple(DemoContractItem(name, kind,
+                                       lat + Decimal(rng.randint(-300, 300)).scaleb(-6),
+                                       lon + Decimal(rng.randint(-300, 300)).scaleb(-6))
+                      for name, kind in equipment)
+        contracts.append(DemoContract(
+            code=f"OM-{provider.code}-{enterprise.code}", provider_code=provider.code,
+            enterprise_code=enterprise.code, frequency=frequency, window_start=start,
+            window_end=end, service_minutes=minutes, skills=skills,
+            starts_on=today.replace(day=1), items=items))
+    return tuple(contracts)
 
 
 def _users(enterprises: list[DemoEnterprise], providers: list[DemoProvider]) -> list[DemoUser]:
@@ -837,16 +898,17 @@ def demo_image(text: str, *, signature: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-ALLIANCE_COUNT_KEYS = ("providers", "electricians", "jobs", "attachments")
+ALLIANCE_COUNT_KEYS = ("providers", "electricians", "jobs", "attachments", "sites",
+                       "contracts")
 
 
 def load_demo_alliance(session: Session, storage, demo: DemoPark,
                        now: datetime | None = None) -> dict[str, int]:
     """Store the demo's alliance extras: the member whose licence runs out soon, the applicant
     one valid electrician short, and jobs in different stages raised up to two days before
-    `now`, taken through the lifecycle by the same code the platform runs. Photos and
-    signatures go to `storage`. Does nothing if the extras are there already. Flushes, does
-    not commit.
+    `now`, taken through the lifecycle by the same code the platform runs; every enterprise's
+    site position and the butler members' custody O&M contracts. Photos and signatures go to
+    `storage`. Does nothing if the extras are there already. Flushes, does not commit.
     """
     from parkgrid.services import jobs as job_service
 
@@ -864,12 +926,32 @@ def load_demo_alliance(session: Session, storage, demo: DemoPark,
     session.flush()
 
     enterprises = {e.code: e for e in session.scalars(select(Enterprise))}
+    for code, enterprise in enterprises.items():
+        if enterprise.site_lat is None:  # where alarm and O&M jobs send electricians
+            enterprise.site_lat, enterprise.site_lon = site_of(code)
+            counts["sites"] += 1
     for spec in extras.jobs:
         counts["jobs"] += 1
         counts["attachments"] += _demo_job(session, storage, job_service, spec, enterprises,
                                            now)
+    for contract in extras.contracts:
+        _demo_contract(session, contract, now)
+        counts["contracts"] += 1
     session.flush()
     return {**counts, "already_loaded": 0}
+
+
+def _demo_contract(session: Session, spec: DemoContract, now: datetime) -> None:
+    """Enter a demo contract through the same checks the platform applies."""
+    from parkgrid.services import om as om_service
+
+    om_service.add_contract(session, om_service.ContractInput(
+        code=spec.code, provider_code=spec.provider_code,
+        enterprise_code=spec.enterprise_code, frequency=spec.frequency,
+        window_start=spec.window_start, window_end=spec.window_end,
+        service_minutes=spec.service_minutes, skills=spec.skills, starts_on=spec.starts_on,
+        items=[om_service.ItemInput(i.name, i.equipment_kind, i.lat, i.lon)
+               for i in spec.items]), at=now)
 
 
 def _demo_job(session: Session, storage, job_service, spec: DemoJob,

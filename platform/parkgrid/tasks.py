@@ -7,6 +7,7 @@ import logging
 from celery import Celery
 from celery.signals import worker_process_init
 from kombu import pools as kombu_pools
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from .chain import ChainTimeoutError, ChainUnavailableError
@@ -252,9 +253,88 @@ def plan_planned_work() -> int:
     return len(due)
 
 
+@celery_app.task(name="parkgrid.generate_patrols")
+def generate_patrols(days_ahead: int = 7) -> int:
+    """Runs every hour: create the patrol and inspection jobs of every active O&M contract
+    due from today to `days_ahead` days later in each park's zone (once per item and day)."""
+    from datetime import timedelta
+
+    from .models import Park
+    from .services import om
+    from .services.calendar import local_day, utcnow
+
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        parks = [(p.id, p.timezone) for p in session.scalars(select(Park))]
+    created = 0
+    for park_id, zone in parks:
+        today = local_day(utcnow(), zone)
+        created += len(om.generate_patrols(platform, today, today + timedelta(days=days_ahead),
+                                           park_id=park_id))
+    return created
+
+
+@celery_app.task(bind=True, name="parkgrid.scan_alarms", max_retries=5)
+def scan_alarms(self, park_id: int, day: str) -> int:
+    """Check one park's day of metering data for alarms and open their jobs; urgent ones are
+    dispatched at once. Returns how many new alarms it raised."""
+    from datetime import date
+
+    from .services import alarms
+
+    try:
+        keys = alarms.scan_day(get_platform(), park_id, date.fromisoformat(day))
+    except OperationalError as exc:
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=10) from exc
+    if keys and get_platform().settings.auto_dispatch:
+        queue(dispatch_urgent)
+    return len(keys)
+
+
+@celery_app.task(name="parkgrid.scan_import")
+def scan_import(import_id: int) -> int:
+    """After a metering import: check each day it brought for alarms."""
+    from .models import MeterDayVersion, MeteringImport
+
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        record = session.get(MeteringImport, import_id)
+        if record is None:
+            return 0
+        days = sorted(set(session.scalars(select(MeterDayVersion.day).where(
+            MeterDayVersion.import_id == import_id))))
+        park_id = record.park_id
+    for day in days:
+        queue(scan_alarms, park_id, day.isoformat())
+    return len(days)
+
+
+@celery_app.task(name="parkgrid.scan_recent_alarms")
+def scan_recent_alarms() -> int:
+    """Runs every 15 minutes: check today and yesterday of every park (data arriving late
+    closes gaps and shows overloads that were not visible yet)."""
+    from datetime import timedelta
+
+    from .models import Park
+    from .services.calendar import local_day, utcnow
+
+    platform = get_platform()
+    with platform.unit_of_work() as session:
+        parks = [(p.id, p.timezone) for p in session.scalars(select(Park))]
+    for park_id, zone in parks:
+        today = local_day(utcnow(), zone)
+        for day in (today - timedelta(days=1), today):
+            queue(scan_alarms, park_id, day.isoformat())
+    return len(parks)
+
+
 celery_app.conf.beat_schedule = {
     "close-gates": {"task": "parkgrid.close_gates", "schedule": 60.0},
     "publish-settlements": {"task": "parkgrid.publish_settlements", "schedule": 60.0},
     "dispatch-urgent": {"task": "parkgrid.dispatch_urgent", "schedule": 15.0},
     "plan-planned-work": {"task": "parkgrid.plan_planned_work", "schedule": 300.0},
+    "generate-patrols": {"task": "parkgrid.generate_patrols", "schedule": 3600.0},
+    "scan-recent-alarms": {"task": "parkgrid.scan_recent_alarms", "schedule": 900.0},
 }

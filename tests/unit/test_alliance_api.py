@@ -284,3 +284,29 @@ def test_the_operator_refreshes_standing(client, headers):
     shown = client.get("/api/v1/alliance/providers/P01", headers=headers("provider")).json
     assert shown["standing_reasons"][0]["code"] == "licence_expired"
     assert shown["standing_reasons"][0]["message"].startswith("许可证")
+
+
+def test_with_automatic_dispatch_a_repair_request_is_offered_at_once(client, headers,
+                                                                     demo_platform):
+    from dataclasses import replace
+
+    electrician = _electrician(client, headers)
+    _make_always_available(client, headers, electrician)
+    demo_platform.settings = replace(demo_platform.settings, auto_dispatch=True)
+    created = raise_repair(client, headers("enterprise"))
+    assert created.status_code == 201, created.json
+    shown = client.get(f"/api/v1/jobs/{created.json['code']}", headers=headers("settlement"))
+    assert shown.json["status"] == "offered"
+    assert shown.json["electrician"]["id"] is not None
+    # Declined: the round after the decline offers it to someone else at once.
+    first = shown.json["electrician"]["id"]
+    desk = headers("settlement")
+    candidates = client.get(f"/api/v1/jobs/{created.json['code']}/candidates", headers=desk)
+    declined = client.post(f"/api/v1/jobs/{created.json['code']}/decline",
+                           json={"electrician_id": first, "reason": "忙"}, headers=desk)
+    assert declined.status_code == 200, declined.json
+    again = client.get(f"/api/v1/jobs/{created.json['code']}", headers=desk).json
+    if candidates.json:  # someone else could take it
+        assert again["status"] == "offered" and again["electrician"]["id"] != first
+    else:
+        assert again["status"] in ("awaiting_dispatch", "escalated")

@@ -196,3 +196,36 @@ def test_loads_into_sqlite_once(db_session: Session) -> None:
     assert _count(db_session, Enterprise) == len(demo.enterprises)
     assert _count(db_session, ChainAccount) == len(demo.enterprises) + 1
     assert _count(db_session, User) == len(DEMO_LOGINS)
+
+
+def test_alliance_extras_give_sites_and_custody_contracts(db_session: Session, tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from parkgrid.demo import load_demo_alliance
+    from parkgrid.models import OmContract
+    from parkgrid.storage import FileStorage
+
+    demo = generate_demo_park(today=TODAY)
+    assert [c.frequency for c in demo.alliance.contracts] == ["weekly", "daily"]
+    butlers = {p.code for p in demo.providers if p.alliance == "energy_cloud_butler"}
+    assert {c.provider_code for c in demo.alliance.contracts} == butlers
+    load_demo_park(db_session, KeyBox("demo-test-secret"), demo)
+    counts = load_demo_alliance(db_session, FileStorage(tmp_path / "files"), demo,
+                                now=datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    db_session.commit()
+    assert counts["sites"] == len(demo.enterprises) and counts["contracts"] == 2
+    for enterprise in db_session.scalars(select(Enterprise)):
+        assert abs(enterprise.site_lat - Decimal("31.3")) < Decimal("0.05")
+        assert abs(enterprise.site_lon - Decimal("120.7")) < Decimal("0.05")
+    contracts = db_session.scalars(select(OmContract).order_by(OmContract.code)).all()
+    assert len(contracts) == 2
+    for contract in contracts:
+        assert contract.provider.code in butlers and contract.active
+        assert contract.starts_on == TODAY.replace(day=1) and contract.ends_on is None
+        assert 3 <= len(contract.items) <= 5
+        site = (contract.enterprise.site_lat, contract.enterprise.site_lon)
+        for item in contract.items:
+            assert abs(item.lat - site[0]) < Decimal("0.001")
+            assert abs(item.lon - site[1]) < Decimal("0.001")
+    again = load_demo_alliance(db_session, FileStorage(tmp_path / "files"), demo)
+    assert again["already_loaded"] == 1 and again["contracts"] == 0

@@ -282,3 +282,13 @@ def test_with_automatic_dispatch_off_the_sweeps_offer_nothing(world):
     assert tasks.dispatch_urgent.delay().get() == 0
     assert tasks.plan_planned_work.delay().get() == 0
     assert job(world, code).status == "new"
+
+
+def test_someone_on_an_urgent_job_gets_no_planned_work(world):
+    ids = add_provider(world, "SH1", valid=10)
+    urgent = repair(world)
+    job_service.offer(world.platform, urgent, ids["SH1-00"], actor_id=None, at=NOW)
+    codes = windowed(world, 4)
+    outcome = dispatch.plan_day(world.platform, 1, TODAY, SHARED, at=NOW + MIN, seconds=1)
+    assert sorted(outcome.offered) == sorted(codes)
+    assert ids["SH1-00"] not in {job(world, c).electrician_id for c in codes}

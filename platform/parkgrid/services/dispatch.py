@@ -243,7 +243,7 @@ def _day_jobs(session: Session, park: Park, scope: Scope, day: date) -> tuple[li
 def _scope_electricians(session: Session, park: Park, scope: Scope,
                         day: date) -> list[tuple[Electrician, members.Electrician]]:
     """The scope's electricians who may work on `day`: active, of an admitted provider in
-    good standing, with a home base and a shift starting that day."""
+    good standing, with a home base and a shift starting that day, not on an urgent job."""
     query = (select(Electrician).join(Provider)
              .where(Provider.status == ProviderStatus.APPROVED,
                     Provider.alliance == scope.alliance, Electrician.active.is_(True))
@@ -252,9 +252,15 @@ def _scope_electricians(session: Session, park: Park, scope: Scope,
     if scope.provider_id is not None:
         query = query.where(Provider.id == scope.provider_id)
     noon = datetime.combine(day, time(12), ZoneInfo(park.timezone))
+    # Someone holding an urgent job now may not be offered planned work (see
+    # `alliance.eligibility`); a later plan takes them up again once they are free.
+    on_urgent = set(session.scalars(select(Job.electrician_id).where(
+        Job.urgent.is_(True), Job.electrician_id.is_not(None), Job.status.in_(HELD))))
     standing: dict[int, bool] = {}
     found = []
     for row in session.scalars(query):
+        if row.id in on_urgent:
+            continue
         if row.provider_id not in standing:
             standing[row.provider_id] = membership.assess(row.provider, day).receives_offers
         if not standing[row.provider_id]:
@@ -412,8 +418,11 @@ def plan_day(platform, park_id: int, day: date, scope: Scope, *, at: datetime | 
             outcome.offered.append(code)
         except ServiceError as exc:  # taken or changed meanwhile: the next plan takes it up
             log.info("planned job %s not offered to %s: %s", code, electrician_id, exc)
-    log.info("plan %s of %s (%s): %s placed, %s offered, %s unplaced", plan_id, day,
-             scope, len(placed), len(outcome.offered), len(unplaced))
+    reasons: dict[str, int] = {}
+    for u in unplaced:
+        reasons[u["reason"]] = reasons.get(u["reason"], 0) + 1
+    log.info("plan %s of %s (%s, %s): %s placed, %s offered, unplaced %s", plan_id, day,
+             scope, result.status, len(placed), len(outcome.offered), reasons or "none")
     return outcome
 
 

@@ -37,6 +37,7 @@ from ..models import (
     JobEvent,
     JobEventKind,
     JobExclusion,
+    OmContractItem,
     Provider,
     ProviderStatus,
     Role,
@@ -340,8 +341,11 @@ def create_job(session: Session, *, enterprise: Enterprise, kind: str, title: st
                description: str = "", skills: Sequence[str] = DEFAULT_SKILLS,
                provider: Provider | None = None, window_start: datetime | None = None,
                window_end: datetime | None = None, service_minutes: int = 60,
-               created_by: User | None = None, data: dict | None = None) -> tuple[Job, JobEvent]:
-    """Store a new job (state from the core's `new_job`) and its creation event."""
+               created_by: User | None = None, data: dict | None = None,
+               contract_item: OmContractItem | None = None,
+               due_on: date | None = None) -> tuple[Job, JobEvent]:
+    """Store a new job (state from the core's `new_job`) and its creation event; a job of
+    an O&M contract names the contract item and the day it is due."""
     park = enterprise.park
     code = new_code(at, park.timezone)
     try:
@@ -357,7 +361,8 @@ def create_job(session: Session, *, enterprise: Enterprise, kind: str, title: st
               window_end=window_end, service_minutes=service_minutes,
               status=state.status.value, on_site_deadline=state.on_site_deadline, photos=0,
               created_by_id=created_by.id if created_by is not None else None,
-              created_at=at, last_event_at=state.updated_at)
+              created_at=at, last_event_at=state.updated_at, contract_item=contract_item,
+              due_on=due_on)
     session.add(job)
     event = JobEvent(job=job, seq=1, kind=JobEventKind.CREATED, at=at,
                      actor_id=created_by.id if created_by is not None else None,

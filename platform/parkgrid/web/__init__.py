@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @login.user_loader
     def _load_user(user_id: str):
+        if "db" not in g:  # a CSRF refusal's error page is drawn before the session opens
+            g.db = platform.sessions()
         user = g.db.get(User, int(user_id)) if user_id.isdigit() else None
         return SessionUser(user) if user is not None and user.active else None
 
@@ -105,8 +107,16 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(clearing.bp)
     app.register_blueprint(clearing.results)
     app.register_blueprint(settlement.bp)
+    from . import alliance_pages
+
+    app.register_blueprint(alliance_pages.bp)
+    from . import alliance_staff_pages
+
+    app.register_blueprint(alliance_staff_pages.bp)
     rest = Api(app)
-    for blueprint in api.blueprints():
+    from . import alarms_api, om_api
+
+    for blueprint in (*api.blueprints(), *om_api.blueprints(), *alarms_api.blueprints()):
         rest.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # the API authenticates with bearer tokens, never cookies
 

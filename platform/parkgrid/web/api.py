@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from .. import tasks
 from ..models import (
     ApiToken,
     Dispute,
@@ -467,7 +468,7 @@ def upload_readings(query):
     park = settlement_view.park_by_code(g.db, query["park"])
     platform = current_app.extensions["parkgrid"]
     try:
-        return metering.import_readings(
+        record = metering.import_readings(
             platform, park.id, _request_chunks(), filename=query["filename"],
             file_format=query["format"], user_id=g.user.id,
             substitute_reason=query["substitute_reason"])
@@ -478,6 +479,8 @@ def upload_readings(query):
                             "reason": getattr(cause, "reason", None) or exc.params["reason"]})
         response.status_code = 422
         return response
+    tasks.queue(tasks.scan_import, record.id)  # power monitoring: alarms from the new data
+    return record
 
 
 @metering_api.route("/imports/<int:import_id>", methods=["GET"])

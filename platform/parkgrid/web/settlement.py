@@ -210,6 +210,7 @@ def upload():
     except ServiceError as exc:
         _flash_error(exc)
         return redirect(url_for("settlement.index"))
+    tasks.queue(tasks.scan_import, record.id)  # power monitoring: alarms from the new data
     flash(gettext("Imported %(accepted)s of %(readings)s readings into %(days)s point-days.",
                   accepted=record.accepted, readings=record.readings, days=record.point_days))
     return redirect(url_for("settlement.index", import_id=record.id) + "#import-report")
