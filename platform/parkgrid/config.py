@@ -46,6 +46,9 @@ class Settings:
     # Automatic dispatch (urgent rounds, plans of planned work); off, the dispatch desk
     # offers every job by hand.
     auto_dispatch: bool = True
+    # Where failed logins are counted (flask-limiter storage URI); one shared store, e.g.
+    # redis://host:6379/2, when several web processes serve the park.
+    rate_limit_storage: str = "memory://"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -118,6 +121,7 @@ def from_env(environ: dict[str, str] | None = None, **overrides) -> Settings:
         "offer_minutes": _positive_int(env, "PARKGRID_OFFER_MINUTES", 5),
         "plan_seconds": _positive_int(env, "PARKGRID_PLAN_SECONDS", 20),
         "auto_dispatch": env.get("PARKGRID_AUTO_DISPATCH", "1") != "0",
+        "rate_limit_storage": env.get("PARKGRID_RATE_LIMIT_STORAGE", "") or "memory://",
     }
     values.update(overrides)
     settings = Settings(**values)

@@ -46,7 +46,7 @@ def application(code: str, valid: int = 10, lapsed: int = 0, **changes) -> dict:
             "licence": {"number": "5-2-00077-2024", "level": 5, "issued": "2024-01-01",
                         "expires": "2099-12-31"},
             "electricians": roster(valid, lapsed),
-            "login": {"username": f"{code.lower()}-dispatch", "password": "a-long-password"}}
+            "login": {"username": f"{code.lower()}-dispatch", "password": "a-long-password-1"}}
     body.update(changes)
     return body
 
@@ -95,7 +95,7 @@ def test_an_application_is_decided_by_the_operator(client, headers):
     assert again.status_code == 409
 
     # The new company logs in with the login it applied with and sees only itself.
-    own = token(client, "new10-dispatch", "a-long-password")
+    own = token(client, "new10-dispatch", "a-long-password-1")
     listed = client.get("/api/v1/alliance/providers", headers=own).json
     assert [p["code"] for p in listed] == ["NEW10"]
     assert client.get("/api/v1/alliance/providers/P01", headers=own).status_code == 404

@@ -126,6 +126,8 @@ def test_an_application_stores_licence_roster_certificates_and_login(world):
      "electricians[0].skills"),
     ({"electricians": [{**roster(1)[0], "shift_end": None}]}, "electricians[0].shift_end"),
     ({"login": {"username": "x-login", "password": "short"}}, "password"),
+    ({"login": {"username": "x-login", "password": "only-letters-here"}}, "password"),
+    ({"login": {"username": "x-login", "password": "1234567890123"}}, "password"),
 ])
 def test_a_bad_application_is_refused_by_field_and_nothing_is_stored(world, changes, field):
     with pytest.raises(ValidationFailed) as caught:

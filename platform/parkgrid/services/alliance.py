@@ -330,6 +330,15 @@ def parse_electrician(data: ElectricianInput, prefix: str,
                    active=bool(data.active), core=checked)
 
 
+def password_problems(password: str, name: str = "password") -> list[FieldProblem]:
+    """The password rules: at least 10 characters, with a letter and a digit."""
+    if (len(password) < 10 or not any(c.isalpha() for c in password)
+            or not any(c.isdigit() for c in password)):
+        return [FieldProblem(name, N_("A password has at least 10 characters, with at least "
+                                      "one letter and one digit."))]
+    return []
+
+
 def _licence(data: ApplicationInput, problems: list[FieldProblem]) -> core.Licence | None:
     expires = _day(data.licence_expires, "licence_expires", problems)
     issued = _day(data.licence_issued, "licence_issued", problems, required=False)
@@ -575,9 +584,7 @@ def apply(platform, data: ApplicationInput, *, actor_id: int | None = None,
     if username or data.password:
         if not 3 <= len(username) <= 64:
             problems.append(FieldProblem("username", N_("A username has 3 to 64 characters.")))
-        if len(data.password or "") < 10:
-            problems.append(FieldProblem("password", N_("A password has at least 10 "
-                                                        "characters.")))
+        problems.extend(password_problems(data.password or ""))
     if not problems and licence is not None:
         try:  # the core's own checks of the whole application (e.g. repeated ids)
             core.ServiceProvider(id=code, name=name, alliance=data.alliance, licence=licence,

@@ -66,6 +66,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.extensions["parkgrid"] = platform
 
+    app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    security.limiter.init_app(app)
     Babel(app, locale_selector=_select_locale, timezone_selector=lambda: settings.park_timezone)
     csrf = CSRFProtect(app)
     login = LoginManager(app)
@@ -165,6 +168,8 @@ def _register_error_handlers(app: Flask) -> None:
             403: gettext("You are not allowed to open this page."),
             404: gettext("There is nothing here."),
             413: gettext("The upload is too large."),
+            429: gettext("Too many failed logins from here: wait a few minutes and try "
+                         "again."),
         }
         message = messages.get(exc.code, exc.description)
         if security.is_api_request():

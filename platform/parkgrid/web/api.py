@@ -30,7 +30,7 @@ from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from . import alliance_api
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
-from .security import api_error, public, roles
+from .security import api_error, public, roles, throttled_login
 from .settlement import parse_month
 from .settlement import queue_run as queue_settlement_run
 
@@ -153,7 +153,9 @@ audit = Blueprint("audit_api", __name__, url_prefix="/api/v1/audit",
 @tokens.arguments(TokenRequest)
 @tokens.response(201, TokenResponse)
 @tokens.alt_response(401, description="Wrong username or password")
+@tokens.alt_response(429, description="Too many failed logins from this address: wait")
 @public
+@throttled_login
 def issue_token(body):
     """Exchange a username and password for a bearer token (valid 30 days)."""
     user = g.db.scalar(select(User).where(User.username == body["username"].strip()))

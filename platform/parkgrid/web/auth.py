@@ -11,13 +11,14 @@ from sqlalchemy import select
 
 from ..models import Role, User
 from .forms import LoginForm
-from .security import public, roles
+from .security import public, roles, throttled_login
 
 bp = Blueprint("auth", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@throttled_login
 def login():
     form = LoginForm()
     if form.validate_on_submit():

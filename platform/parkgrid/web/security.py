@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import abort, current_app, g, jsonify, redirect, request, url_for
 from flask_babel import gettext
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -12,6 +14,36 @@ from ..services.calendar import utcnow
 
 # Endpoints of libraries we mount, which carry no role declaration of ours.
 LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
+
+
+# Login throttling: failed logins (a refused page login re-renders the form with 200, a
+# refused token request answers 401) count per client address and username, and per address
+# alone; past either limit the address gets 429 until the window has passed. Successful
+# logins cost nothing. Storage: `Settings.rate_limit_storage` (shared, e.g. Redis, when
+# several web processes serve one park).
+limiter = Limiter(key_func=get_remote_address)
+FAILED_LOGINS_PER_USER = "5 per 15 minutes"
+FAILED_LOGINS_PER_ADDRESS = "30 per 15 minutes"
+
+
+def _login_name() -> str:
+    body = request.get_json(silent=True) if request.is_json else None
+    name = request.form.get("username") or (body or {}).get("username") or ""
+    return str(name).strip().lower()[:64]
+
+
+def _a_failed_login(response) -> bool:
+    return response.status_code in (200, 401)
+
+
+def throttled_login(view):
+    """Limit failed logins on a login view (see the limits above)."""
+    per_user = limiter.limit(FAILED_LOGINS_PER_USER, methods=["POST"],
+                             key_func=lambda: f"{get_remote_address()}|{_login_name()}",
+                             deduct_when=_a_failed_login, scope="login-user")
+    per_address = limiter.limit(FAILED_LOGINS_PER_ADDRESS, methods=["POST"],
+                                deduct_when=_a_failed_login, scope="login-address")
+    return per_address(per_user(view))
 
 
 def roles(*names: str):
