@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         g.db = platform.sessions()
 
     app.before_request(security.authorise)
+    app.after_request(security.audit_staff_action)
 
     @app.teardown_request
     def _close_session(_exc):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 from flask import abort, current_app, g, jsonify, redirect, request, url_for
 from flask_babel import gettext
 from flask_limiter import Limiter
@@ -9,7 +12,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..models import ApiToken, User
+from ..models import ApiToken, AuditLogEntry, Role, User
 from ..services.calendar import utcnow
 
 # Endpoints of libraries we mount, which carry no role declaration of ours.
@@ -126,3 +129,33 @@ def authorise():
 def current_actor() -> User:
     return g.user
 
+
+
+# Staff whose every change is written to the audit log (auditors only read).
+AUDITED_ROLES = (Role.ADMIN, Role.SETTLEMENT)
+CHANGING_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_log = logging.getLogger(__name__)
+
+
+def audit_staff_action(response):
+    """After every changing request of a staff member, accepted or refused, write who, what,
+    on which path and the outcome to the audit log, in a transaction of its own. Request
+    bodies are never logged: they may hold passwords or keys."""
+    user = g.get("user")
+    if (user is None or user.role not in AUDITED_ROLES
+            or request.method not in CHANGING_METHODS or request.endpoint is None):
+        return response
+    if response.status_code >= 400 and "db" in g:
+        g.db.rollback()  # a refused request keeps nothing, and holds no lock while we log
+    detail = {"status": response.status_code, "method": request.method,
+              "args": {k: str(v) for k, v in (request.view_args or {}).items()},
+              "address": request.remote_addr}
+    try:
+        with current_app.extensions["parkgrid"].unit_of_work() as session:
+            session.add(AuditLogEntry(user_id=user.id, action=request.endpoint[:64],
+                                      target=request.path[:255],
+                                      detail=json.dumps(detail, sort_keys=True)))
+    except Exception:  # the action itself is done; losing its log line must be visible
+        _log.exception("could not write the audit log for %s %s by %s", request.method,
+                       request.path, user.username)
+    return response
