@@ -82,6 +82,24 @@ def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
     return proof
 
 
+def merkle_proofs(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every leaf's proof (as `merkle_proof` gives it), building the tree once."""
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
+        levels.append([keccak(b"".join(sorted(level[j:j + 2]))) if j + 1 < len(level)
+                       else level[j] for j in range(0, len(level), 2)])
+    proofs = []
+    for index in range(len(leaves)):
+        proof, i = [], index
+        for level in levels[:-1]:
+            if (i ^ 1) < len(level):
+                proof.append(level[i ^ 1])
+            i //= 2
+        proofs.append(proof)
+    return proofs
+
+
 def verify_merkle_proof(leaf: bytes, proof: list[bytes], root: bytes) -> bool:
     node = leaf
     for sibling in proof:

@@ -722,6 +722,9 @@ class ClearingRun(Base):
     result_hash: Mapped[str] = mapped_column(String(66))
     result_root: Mapped[str] = mapped_column(String(66))
     result_file: Mapped[bytes] = mapped_column(LargeBinary)
+    # The network, limits, base loads and rules the run was cleared with (published with the
+    # result, so the day can be cleared again from the on-chain orders); None before 0006.
+    input_file: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     summary: Mapped[str] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

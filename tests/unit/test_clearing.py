@@ -82,8 +82,9 @@ def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(b
         assert "0x" + on_chain.result_root.hex() == run.result_root
         events = market.trade_events(day_number, 1)
         orders = {o.public_id: o for o in session.scalars(select(Order))}
-        lines = clearing.trade_lines(run.park, clearing.DayResult.from_canonical_bytes(
-            run.result_file), orders)
+        lines = clearing.trade_lines(run.park.period_minutes,
+                                     clearing.DayResult.from_canonical_bytes(run.result_file),
+                                     {key: order.side for key, order in orders.items()})
         assert [(e.order_id, e.quantity, e.amount_fen) for e in events] == [
             (uuid_to_bytes32(line.order_public_id), line.quantity_tenths_kvah, line.amount_fen)
             for line in lines]

@@ -130,18 +130,65 @@ def scope_key(park: Park, enterprise) -> str:
     return "park"
 
 
-def clear_day(park: Park, instance: matching.ClearingInstance, orders: dict[str, Order], *,
+def clear_day(instance: matching.ClearingInstance, scope: str, groups: dict[str, str], *,
               time_limit_s: float) -> DayResult:
-    """Clear each trade-scope group of the book on its own (the whole park by default)."""
-    groups: dict[str, list] = {}
+    """Clear each trade-scope group of the book on its own (the whole park by default);
+    `groups` names each enterprise's group."""
+    by_group: dict[str, list] = {}
     for order in instance.orders:
-        groups.setdefault(scope_key(park, orders[order.order_id].enterprise), []).append(order)
-    if not groups:
-        groups = {"park": []}
-    return DayResult(park.trade_scope, tuple(
+        by_group.setdefault(groups[order.enterprise], []).append(order)
+    if not by_group:
+        by_group = {"park": []}
+    return DayResult(scope, tuple(
         (key, matching.clear(dataclasses.replace(instance, orders=tuple(group)),
                              time_limit_s=time_limit_s))
-        for key, group in sorted(groups.items())))
+        for key, group in sorted(by_group.items())))
+
+
+def input_document(park: Park, instance: matching.ClearingInstance) -> dict:
+    """Everything a clearing run used besides its orders, as published with its result:
+    periods and their length, rules, the trade scope's groups, the network with its limits
+    and base loads. `instance_from_input` with the on-chain orders gives the run's instance."""
+    return {
+        "type": "clearing-input",
+        "park": park.code,
+        "periods": instance.periods,
+        "period_minutes": park.period_minutes,
+        "pricing": instance.pricing,
+        "tie_rule": instance.tie_rule,
+        "scope": park.trade_scope,
+        "groups": {e.code: scope_key(park, e) for e in park.enterprises},
+        "assets": [{"code": a.code, "kind": a.kind, "limit_kva": format(a.limit_kva, "f"),
+                    "base_load": [format(x, "f") for x in a.base_load], "parent": a.parent}
+                   for a in instance.network.assets],
+        "enterprise_feeder": dict(sorted(instance.network.enterprise_feeder.items())),
+    }
+
+
+def instance_from_input(document: dict, orders: list[matching.Order]
+                        ) -> matching.ClearingInstance:
+    """The clearing instance of a published input document and the day's book."""
+    assets = tuple(matching.Asset(code=a["code"], kind=a["kind"],
+                                  limit_kva=Decimal(a["limit_kva"]),
+                                  base_load=tuple(Decimal(x) for x in a["base_load"]),
+                                  parent=a["parent"]) for a in document["assets"])
+    return matching.ClearingInstance(
+        periods=document["periods"], orders=tuple(orders),
+        network=matching.Network(assets=assets,
+                                 enterprise_feeder=dict(document["enterprise_feeder"])),
+        pricing=document["pricing"], tie_rule=document["tie_rule"])
+
+
+def book_order(document: dict, priority: int) -> matching.Order:
+    """The matching order of a recorded order version's canonical document."""
+    return matching.Order(
+        order_id=document["order"], side=document["side"], enterprise=document["enterprise"],
+        price=Decimal(document["price"]),
+        quantities=tuple((int(p), Decimal(q)) for p, q in document["periods"]),
+        all_or_none=document["all_or_none"],
+        min_fraction=(None if document["min_fraction"] is None
+                      else Decimal(document["min_fraction"])),
+        priority=priority)
 
 
 def book(session: Session, park: Park, day: date) -> list[tuple[Order, dict]]:
@@ -186,15 +233,8 @@ def build_instance(session: Session, park: Park, day: date) -> tuple[matching.Cl
     for order, document in book(session, park, day):
         first = min(order.actions, key=lambda a: a.version)
         by_id[order.public_id] = order
-        orders.append(matching.Order(
-            order_id=order.public_id, side=document["side"], enterprise=document["enterprise"],
-            price=Decimal(document["price"]),
-            quantities=tuple((int(p), Decimal(q)) for p, q in document["periods"]),
-            all_or_none=document["all_or_none"],
-            min_fraction=(None if document["min_fraction"] is None
-                          else Decimal(document["min_fraction"])),
-            # Time priority: the earliest on-chain record first.
-            priority=first.chain_block_number or 0))
+        # Time priority: the earliest on-chain record first.
+        orders.append(book_order(document, first.chain_block_number or 0))
     instance = matching.ClearingInstance(
         periods=n, orders=tuple(orders),
         network=matching.Network(assets=tuple(assets), enterprise_feeder=enterprise_feeder),
@@ -202,11 +242,12 @@ def build_instance(session: Session, park: Park, day: date) -> tuple[matching.Cl
     return instance, by_id
 
 
-def trade_lines(park: Park, result, orders: dict[str, Order]) -> list[TradeLine]:
-    """Each accepted order's day total in 0.1 kVA·h and integer fen (buyers pay, sellers get)."""
-    hours = Decimal(park.period_minutes) * HOURS_PER_MINUTE
+def trade_lines(period_minutes: int, result, sides: dict[str, str]) -> list[TradeLine]:
+    """Each accepted order's day total in 0.1 kVA·h and integer fen (buyers pay, sellers get);
+    `sides` holds each order's side by public id."""
+    hours = Decimal(period_minutes) * HOURS_PER_MINUTE
     lines = []
-    for order_id in sorted(orders):
+    for order_id in sorted(sides):
         periods = []
         quantity = Decimal(0)
         amount = Decimal(0)
@@ -218,12 +259,12 @@ def trade_lines(park: Park, result, orders: dict[str, Order]) -> list[TradeLine]
             amount += qty * hours * price
         if not periods:
             continue
-        sign = 1 if orders[order_id].side == "buy" else -1
+        sign = 1 if sides[order_id] == "buy" else -1
         lines.append(TradeLine(
             order_public_id=order_id,
             quantity_tenths_kvah=int((quantity * 10).to_integral_value(ROUND_HALF_EVEN)),
             amount_fen=sign * int((amount * 100).to_integral_value(ROUND_HALF_EVEN)),
-            detail={"side": orders[order_id].side, "periods": periods}))
+            detail={"side": sides[order_id], "periods": periods}))
     return lines
 
 
@@ -260,15 +301,18 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
         run_number = 1 + (session.scalar(select(func.max(ClearingRun.run_number)).where(
             ClearingRun.park_id == park_id, ClearingRun.delivery_day == day)) or 0)
         instance, orders = build_instance(session, park, day)
-        result = clear_day(park, instance, orders, time_limit_s=time_limit_s)
-        lines = trade_lines(park, result, orders)
+        inputs = input_document(park, instance)
+        result = clear_day(instance, inputs["scope"], inputs["groups"],
+                           time_limit_s=time_limit_s)
+        lines = trade_lines(park.period_minutes, result,
+                            {key: order.side for key, order in orders.items()})
         run = ClearingRun(
             park_id=park_id, delivery_day=day, run_number=run_number,
             status=ClearingStatus.CLEARED, pricing_rule=park.pricing_rule,
             tie_rule=park.tie_rule, result_hash=result.result_hash,
             result_root="0x" + merkle_root(result_leaves(result.canonical_bytes(),
                                                          lines)).hex(),
-            result_file=result.canonical_bytes(),
+            result_file=result.canonical_bytes(), input_file=canonical_json(inputs),
             summary=json.dumps(summary(park, instance, result, lines), sort_keys=True),
             created_by_id=user_id)
         for order_id, order in orders.items():
@@ -322,6 +366,11 @@ def publish(platform, run_id: int, user_id: int) -> ClearingRun:
         if run is None:
             raise NotFound(N_("No such clearing run."))
         if run.status == ClearingStatus.PUBLISHED:
+            if run.published_by_id not in (None, user_id):
+                # Two staff members published at once: the one who came second is told so.
+                first = session.get(User, run.published_by_id)
+                raise Conflict(N_("%(name)s has already published this clearing run."),
+                               name=first.display_name)
             return run
         if run.status != ClearingStatus.CLEARED:
             raise Conflict(N_("This clearing run was voided."))
@@ -352,7 +401,8 @@ def _anchor(market, signer, run: ClearingRun, day_number: int) -> None:
     session = object_session(run)
     orders = {o.public_id: o for o in session.scalars(
         select(Order).where(Order.public_id.in_(list(result.accepted))))}
-    lines = trade_lines(run.park, result, orders)
+    lines = trade_lines(run.park.period_minutes, result,
+                        {key: order.side for key, order in orders.items()})
     record = market.clearing_run(day_number, run.run_number)
     if not record.published:
         # Trades go in fixed chunks in a fixed order, so a task that died part way through
