@@ -215,3 +215,85 @@ def test_a_day_never_opened_on_chain_has_an_empty_history(demo_platform):
     with demo_platform.unit_of_work() as session:
         history = read_day(demo_platform.market(session), date(2026, 1, 1))
     assert history.gate_closure is None and not history.orders and not history.runs
+
+
+# --------------------------------------------------------------------------- pages, API, CLI
+
+@pytest.fixture
+def audit_client(day):
+    from parkgrid.web import create_app
+
+    platform, _park_id, delivery_day = day
+    app = create_app(platform.settings, platform)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    return app.test_client(), delivery_day
+
+
+def test_the_auditor_audits_a_day_on_its_page_and_downloads_signed_reports(audit_client,
+                                                                             tmp_path):
+    from click.testing import CliRunner
+
+    from parkgrid.cli import main
+
+    from .test_web import page_login, token
+
+    client, delivery_day = audit_client
+    page_login(client, "auditor", "auditor-demo-1")
+    page = client.get(f"/audit/days?day={delivery_day}")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="audit-verdict"' in body and "ok" in body
+    assert "statement_lines_proved" in body
+    park = json.loads(client.get(f"/api/v1/audit/days/{delivery_day}", headers=token(
+        client, "auditor", "auditor-demo-1")).data)["report"]["park"]
+    report = client.get(f"/audit/days/{park}/{delivery_day}/report.json")
+    envelope = json.loads(report.data)
+    assert auditor.check_signature(envelope) and envelope["report"]["clean"]
+    pdf = client.get(f"/audit/days/{park}/{delivery_day}/report.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    signature = json.loads(pdf.headers["X-Report-Signature"])
+    assert check_file_signature(pdf.data, signature) == envelope["signature"]["signer"]
+    extract = client.get(f"/audit/days/{park}/{delivery_day}/extract.zip")
+    assert read_extract(extract.data).day == delivery_day
+    # The command line checks both signatures, and refuses a changed report.
+    (tmp_path / "r.json").write_bytes(report.data)
+    (tmp_path / "r.pdf").write_bytes(pdf.data)
+    (tmp_path / "r.pdf.sig.json").write_text(json.dumps(signature))
+    runner = CliRunner()
+    for name in ("r.json", "r.pdf"):
+        result = runner.invoke(main, ["audit", "check-signature", str(tmp_path / name)])
+        assert result.exit_code == 0 and envelope["signature"]["signer"] in result.output
+    envelope["report"]["clean"] = False
+    (tmp_path / "r.json").write_text(json.dumps(envelope))
+    result = runner.invoke(main, ["audit", "check-signature", str(tmp_path / "r.json")])
+    assert result.exit_code != 0 and "does not hold" in result.output
+    # A bad day is refused in the user's language, and the log page lists staff actions.
+    page = client.get("/audit/days?day=not-a-day")
+    assert page.status_code == 400 and "2026-11-24" in page.get_data(as_text=True)
+    assert client.get("/audit/log").status_code == 200
+
+
+def test_the_api_gives_the_signed_report_the_pdf_the_extract_and_the_log(audit_client):
+    from .test_web import token
+
+    client, delivery_day = audit_client
+    headers = token(client, "auditor", "auditor-demo-1")
+    response = client.get(f"/api/v1/audit/days/{delivery_day}", headers=headers)
+    assert response.status_code == 200 and response.json["report"]["clean"]
+    assert auditor.check_signature(response.json)
+    pdf = client.get(f"/api/v1/audit/days/{delivery_day}/report.pdf", headers=headers)
+    assert pdf.status_code == 200 and check_file_signature(
+        pdf.data, json.loads(pdf.headers["X-Report-Signature"]))
+    extract = client.get(f"/api/v1/audit/days/{delivery_day}/extract", headers=headers)
+    assert extract.status_code == 200 and read_extract(extract.data).orders
+    bad = client.get("/api/v1/audit/days/yesterday", headers=headers)
+    assert bad.status_code == 422 and "day" in json.dumps(bad.json)
+    bad = client.get(f"/api/v1/audit/days/{delivery_day}?park=NOPE", headers=headers)
+    assert bad.status_code == 422
+    staff = token(client, "settlement", "settlement-demo-1")
+    client.post("/api/v1/settlement/runs", headers=staff, json={"kind": "initial"})
+    log = client.get("/api/v1/audit/log?limit=5", headers=headers)
+    assert log.status_code == 200 and log.json[0]["user"] == "settlement"
+    assert client.get("/api/v1/audit/log?limit=0", headers=headers).status_code == 422
+    enterprise = token(client, "enterprise", "enterprise-demo-1")
+    assert client.get(f"/api/v1/audit/days/{delivery_day}",
+                      headers=enterprise).status_code == 403

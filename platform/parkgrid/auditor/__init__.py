@@ -56,10 +56,16 @@ def audit_platform_day(platform, session: Session, park: Park, day: date) -> dic
 
 
 def auditor_key(session: Session, platform, user: User):
-    """The auditor's own signing key (made on first use, kept encrypted like every key)."""
-    account = session.scalar(select(ChainAccount).where(
-        ChainAccount.user_id == user.id, ChainAccount.purpose == AccountPurpose.STAFF))
+    """The auditor's own signing key: made and stored (encrypted, like every key) on first
+    use, in a transaction of its own, so every later report is signed with the same key."""
+    def stored(db: Session):
+        return db.scalar(select(ChainAccount).where(
+            ChainAccount.user_id == user.id, ChainAccount.purpose == AccountPurpose.STAFF))
+
+    account = stored(session)
     if account is None:
-        account = new_chain_account(session, platform.keybox, AccountPurpose.STAFF, user=user)
-        session.flush()
+        with platform.unit_of_work() as own:
+            new_chain_account(own, platform.keybox, AccountPurpose.STAFF,
+                              user=own.get(User, user.id))
+        account = stored(session)
     return load_local_account(platform.keybox, account).key

@@ -113,15 +113,24 @@ def build_extract(session: Session, park: Park, day: date) -> bytes:
         base = f"settlement/run-{run.run_number}/"
         files[base + "inputs.json"] = run.inputs_file or b""
         files[base + "result.json"] = run.result_file
-        files[base + "lines.csv"] = lines_csv(run)
+        files[base + "lines.csv"] = lines_csv(
+            (row.position, row.section, row.account, row.kind, row.period_index,
+             row.reference, row.fen) for row in sorted(run.lines, key=lambda r: r.position))
     deployment = session.scalar(select(ChainDeployment).where(
         ChainDeployment.contract_name == "CapacityMarket").order_by(ChainDeployment.id.desc()))
+    contract = None if deployment is None else {
+        "chain_id": deployment.chain_id, "address": deployment.address,
+        "deployment_block": deployment.block_number}
+    return pack_extract(park=park.code, day=day, timezone=park.timezone,
+                        period_minutes=park.period_minutes, contract=contract, files=files)
+
+
+def pack_extract(*, park: str, day: date, timezone: str, period_minutes: int,
+                 contract: dict | None, files: dict[str, bytes]) -> bytes:
+    """The extract zip of `files`, with its manifest."""
     manifest = {
-        "type": EXTRACT_TYPE, "version": 1, "park": park.code, "day": day.isoformat(),
-        "timezone": park.timezone, "period_minutes": park.period_minutes,
-        "contract": None if deployment is None else {
-            "chain_id": deployment.chain_id, "address": deployment.address,
-            "deployment_block": deployment.block_number},
+        "type": EXTRACT_TYPE, "version": 1, "park": park, "day": day.isoformat(),
+        "timezone": timezone, "period_minutes": period_minutes, "contract": contract,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     buffer = io.BytesIO()
@@ -132,14 +141,15 @@ def build_extract(session: Session, park: Park, day: date) -> bytes:
     return buffer.getvalue()
 
 
-def lines_csv(run: SettlementRun) -> bytes:
+def lines_csv(rows) -> bytes:
+    """Statement lines as published: (position, section, account, kind, period or None,
+    reference, fen) in position order."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(LINE_FIELDS)
-    for row in sorted(run.lines, key=lambda r: r.position):
-        writer.writerow([row.position, row.section, row.account, row.kind,
-                         "" if row.period_index is None else row.period_index, row.reference,
-                         row.fen])
+    for position, section, account, kind, period, reference, fen in rows:
+        writer.writerow([position, section, account, kind, "" if period is None else period,
+                         reference, fen])
     return out.getvalue().encode()
 
 
@@ -175,12 +185,13 @@ def read_extract(data: bytes) -> DayExtract:
         if not match:
             continue
         area, number, leaf = match.group(1), int(match.group(2)), match.group(3)
-        if area == "clearing":
-            files = extract.clearing.setdefault(number, ClearingFiles())
-            setattr(files, leaf.split(".")[0], blob)
+        files = (extract.clearing.setdefault(number, ClearingFiles()) if area == "clearing"
+                 else extract.settlement.setdefault(number, SettlementFiles()))
+        attribute = leaf.split(".")[0]
+        if attribute in vars(files):
+            setattr(files, attribute, blob)
         else:
-            files = extract.settlement.setdefault(number, SettlementFiles())
-            setattr(files, leaf.split(".")[0], blob)
+            problems.append(f"{name}: not a file of an extract")
     return extract
 
 

@@ -1,10 +1,15 @@
-"""The auditor's view of an order: the database record beside what the chain says about it."""
+"""The auditor's views: an order's database record beside its on-chain record, a market day's
+signed audit, the staff audit log."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 
+from sqlalchemy import select
+
+from .. import auditor
 from ..canonical import (
     bytes32_to_uuid,
     canonical_json,
@@ -13,9 +18,9 @@ from ..canonical import (
     uuid_to_bytes32,
 )
 from ..chain import OrderRecord, enterprise_key
-from ..models import ChainPath, ChainStatus, Order
+from ..models import AuditLogEntry, ChainPath, ChainStatus, Order, Park
 from . import calendar
-from .errors import N_
+from .errors import N_, FieldProblem, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -132,3 +137,38 @@ def batched_record(market, order: Order) -> OrderRecord | None:
                        cancelled=cancelled, content_hash=content,
                        block_number=found.block_number, tx_hash=found.tx_hash,
                        account=found.account)
+
+
+# --------------------------------------------------------------------------- market days
+
+def parse_audit_day(session, park_code: str | None, day_text: str | None):
+    """The park and day an auditor asked for; refused with the field at fault."""
+    parks = session.scalars(select(Park).order_by(Park.code)).all()
+    park = next((p for p in parks if p.code == park_code), None) if park_code else (
+        parks[0] if len(parks) == 1 else None)
+    problems = []
+    if park is None:
+        problems.append(FieldProblem("park", N_("Choose one of the parks.")))
+    try:
+        day = date.fromisoformat((day_text or "").strip())
+    except ValueError:
+        day = None
+        problems.append(FieldProblem("day", N_("Give a day such as 2026-11-24.")))
+    if problems:
+        raise ValidationFailed(problems)
+    return park, day
+
+
+def signed_day_report(platform, session, user, park, day) -> dict:
+    """The day's audit (chain, published extract, database), signed with `user`'s key."""
+    report = auditor.audit_platform_day(platform, session, park, day)
+    return auditor.sign_report(report, auditor.auditor_key(session, platform, user))
+
+
+def recent_audit_log(session, limit: int = 200) -> list[dict]:
+    """The latest staff actions, newest first."""
+    rows = session.scalars(select(AuditLogEntry).order_by(AuditLogEntry.id.desc())
+                           .limit(max(1, min(int(limit), 1000))))
+    return [{"id": row.id, "at": row.created_at.isoformat(), "action": row.action,
+             "user": row.user.username if row.user else None, "target": row.target,
+             "detail": row.detail} for row in rows]
