@@ -674,7 +674,13 @@ def worker(concurrency: int, loglevel: str, beat: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-def serve(host: str, port: int) -> None:
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Threads handling requests.")
+@click.option("--connection-limit", default=1000, show_default=True,
+              type=click.IntRange(1, 100_000),
+              help="Open client connections served at once; API clients keep theirs open, "
+                   "and past the limit new ones wait until others close.")
+def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     """Serve the web app and API only (database, chain and broker must be ready)."""
     from .chain import ChainResetError
     from .services.chain_setup import check_chain
@@ -687,7 +693,8 @@ def serve(host: str, port: int) -> None:
         click.echo(check_chain(platform), err=True)
     except ChainResetError as exc:
         raise click.ClickException(str(exc)) from exc
-    _serve(create_app(settings, platform), host, port)
+    _serve(create_app(settings, platform), host, port, threads=threads,
+           connection_limit=connection_limit)
 
 
 @main.command()
@@ -782,12 +789,25 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _serve(app, host: str, port: int) -> None:
+def _serve(app, host: str, port: int, *, threads: int = 8,
+           connection_limit: int | None = None) -> None:
     """A production WSGI server (waitress), in embedded and service mode alike."""
     from waitress import serve as waitress_serve
 
-    waitress_serve(app, host=host, port=port, threads=8, ident="parkgrid")
+    options = {}
+    if connection_limit is not None:
+        # poll() rather than select(), which cannot watch more than 1024 sockets.
+        options = {"connection_limit": connection_limit, "asyncore_use_poll": True}
+    waitress_serve(app, host=host, port=port, threads=threads, ident="parkgrid", **options)
 
+
+def _add_commands() -> None:
+    from .audit_cli import audit
+
+    main.add_command(audit)
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .chain import CapacityMarket, ChainConnection, ChainResetError, connect
 from .config import Settings
 from .crypto import KeyBox
 from .db import make_engine, make_session_factory, unit_of_work
-from .models import ChainDeployment
+from .models import ChainDeployment, OrderAction
 from .storage import FileStorage
+
+RECORDS_RECHECK_S = 30.0
 
 
 @dataclass
@@ -24,6 +27,11 @@ class Platform:
     settings: Settings
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _chain: ChainConnection | None = field(default=None, repr=False)
+    # The highest block of the chain this process has seen or found recorded: a node whose
+    # head is below it was restarted from an older state. The database's records (written by
+    # other processes too) are looked at again every RECORDS_RECHECK_S.
+    _head_seen: int = field(default=-1, repr=False)
+    _records_checked_at: float = field(default=float("-inf"), repr=False)
 
     @cached_property
     def engine(self):
@@ -77,4 +85,25 @@ class Platform:
             )
         market = CapacityMarket(self.chain, deployment.address)
         market.verify(deployment.chain_id)
+        self._check_not_behind(session, deployment)
         return market
+
+    def _check_not_behind(self, session: Session, deployment: ChainDeployment) -> None:
+        """Refuse a chain whose head went back below blocks the platform saw or recorded.
+
+        A node restarted from an older state file still holds the contract, so `verify`
+        passes, but every record written after that state is gone from it.
+        """
+        if time.monotonic() - self._records_checked_at >= RECORDS_RECHECK_S:
+            recorded = session.scalar(select(func.max(OrderAction.chain_block_number)).where(
+                OrderAction.created_at >= deployment.deployed_at))
+            self._head_seen = max(self._head_seen, deployment.block_number, recorded or 0)
+            self._records_checked_at = time.monotonic()
+        head = self.chain.block_number()
+        if head < self._head_seen:
+            raise ChainResetError(
+                f"The chain at {self.settings.chain_url} is at block {head}, but the platform "
+                f"has records up to block {self._head_seen} on it: the node was restarted from "
+                "an older state, and the records written since are gone from it. Restart the "
+                "node with its latest state file; records wait in the outbox meanwhile.")
+        self._head_seen = head

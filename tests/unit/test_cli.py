@@ -81,3 +81,21 @@ def test_metering_and_settlement_commands(tmp_path):
     result = runner.invoke(main, ["settlement", "set-rules", "--rule-file", str(rule)],
                            env=env)
     assert result.exit_code != 0 and "not a valid rule document" in result.output
+
+
+def test_serve_passes_its_server_options_to_waitress(tmp_path, monkeypatch):
+    import waitress
+
+    import parkgrid.services.chain_setup as chain_setup
+
+    seen = {}
+    monkeypatch.setattr(chain_setup, "check_chain", lambda _platform: "chain ok")
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: seen.update(options))
+    env = {"PARKGRID_DATA_DIR": str(tmp_path), "PARKGRID_CHAIN_URL": "eth-tester"}
+    result = CliRunner().invoke(main, ["serve", "--port", "8123", "--threads", "4",
+                                       "--connection-limit", "500"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (seen["port"], seen["threads"], seen["connection_limit"]) == (8123, 4, 500)
+    assert seen["asyncore_use_poll"] is True
+    result = CliRunner().invoke(main, ["serve", "--threads", "0"], env=env)
+    assert result.exit_code != 0 and "--threads" in result.output

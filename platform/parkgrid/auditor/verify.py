@@ -112,6 +112,7 @@ def check_published(history: ChainDay, extract: DayExtract) -> Checks:
 
 def _check_orders(history: ChainDay, extract: DayExtract, checks: Checks) -> dict[bytes, dict]:
     documents = {keccak(canonical_json(doc)): doc for doc in extract.orders}
+    cancelled = {doc.get("order") for doc in extract.orders if doc.get("status") == "cancelled"}
     used: set[bytes] = set()
     checks.counts["orders_on_chain"] = len(history.orders)
     for order_id, order in sorted(history.orders.items()):
@@ -136,9 +137,7 @@ def _check_orders(history: ChainDay, extract: DayExtract, checks: Checks) -> dic
                            f"document's {', '.join(wrong)} differ from the chain")
             else:
                 checks.counts["order_documents_matched"] += 1
-        cancelled = [d for d in extract.orders if d.get("order") == order_id
-                     and d.get("status") == "cancelled"]
-        if cancelled and not order.cancelled:
+        if order_id in cancelled and not order.cancelled:
             checks.add("orders", order_id, "published as cancelled, not cancelled on chain")
     for content, doc in documents.items():
         if content not in used and doc.get("status") != "cancelled":

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cached_property
 
 from eth_utils import keccak
 from sqlalchemy import func, select
@@ -69,11 +70,11 @@ class DayResult:
     scope: str
     groups: tuple[tuple[str, matching.ClearingResult], ...]
 
-    @property
+    @cached_property  # a frozen dataclass keeps it: read once per order in trade_lines
     def accepted(self) -> dict:
         return {k: v for _key, r in self.groups for k, v in r.accepted.items()}
 
-    @property
+    @cached_property
     def order_prices(self) -> dict:
         return {k: v for _key, r in self.groups for k, v in r.order_prices.items()}
 

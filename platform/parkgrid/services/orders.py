@@ -7,21 +7,23 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ..canonical import canonical_json, content_hash, order_document, uuid_to_bytes32
-from ..chain import ChainRevertError, enterprise_key
+from ..chain import ChainRevertError, ChainTimeoutError, enterprise_key
 from ..crypto import load_local_account
 from ..models import (
     ChainPath,
     ChainStatus,
     Enterprise,
+    Feeder,
     Order,
     OrderAction,
     OrderActionKind,
     OrderPeriod,
     OrderSide,
     OrderStatus,
+    Park,
     Role,
     User,
     new_public_id,
@@ -62,7 +64,11 @@ def _decimal(raw, places: int) -> Decimal | None:
 def _own_enterprise(session: Session, user: User, code: str | None) -> Enterprise:
     if user.role != Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(N_("Only an enterprise user can place orders."))
-    own = session.get(Enterprise, user.enterprise_id)
+    # The order's limits need the whole park's grid (every enterprise, its feeder and
+    # transformer): loaded here in two queries instead of one lazy load per enterprise.
+    own = session.get(Enterprise, user.enterprise_id, options=(
+        joinedload(Enterprise.park).selectinload(Park.enterprises)
+        .joinedload(Enterprise.feeder).joinedload(Feeder.transformer),))
     if code and code != own.code:
         raise Forbidden(N_("You can only place orders for your own enterprise (%(code)s)."),
                         code=own.code)
@@ -303,6 +309,15 @@ def record_order_on_chain(platform, order_id: int) -> str:
         record_batch_on_chain(platform, [order_id])
         with platform.unit_of_work() as session:
             return session.get(Order, order_id).chain_status
+    together = _waiting_together(platform, order_id)
+    if order_id in together:
+        # Orders arrive faster than the chain takes one transaction each: this order and the
+        # others of its enterprise and day still waiting for their first write go in one
+        # batch (as the outbox batches orders that waited through an outage). Their own
+        # tasks then find them recorded.
+        record_batch_on_chain(platform, together)
+        with platform.unit_of_work() as session:
+            return session.get(Order, order_id).chain_status
     with platform.unit_of_work() as session:
         order = session.get(Order, order_id, with_for_update=True)
         if order.chain_path == ChainPath.BATCH:
@@ -316,6 +331,7 @@ def record_order_on_chain(platform, order_id: int) -> str:
         market = platform.market(session)
         chain_order_id = uuid_to_bytes32(order.public_id)
         account = load_local_account(platform.keybox, enterprise.chain_account)
+        ensure_nothing_in_flight(market, account.address)
         for action in sorted(pending, key=lambda a: a.version):
             record = market.order(chain_order_id)
             if (0 if record is None else record.actions) < action.version:
@@ -353,6 +369,36 @@ def record_order_on_chain(platform, order_id: int) -> str:
         order.chain_status = ChainStatus.RECORDED
         order.chain_error = None
         return order.chain_status
+
+
+# Batch an order's first write with others of its enterprise and day from this many waiting.
+COALESCE_FROM = 3
+
+
+def _waiting_together(platform, order_id: int) -> list[int]:
+    """The orders of this order's enterprise and day waiting for their first chain write on
+    the single path, when at least COALESCE_FROM are (else none); an order the chain already
+    holds (its write mined, its commit lost) is left to its own path."""
+    with platform.unit_of_work() as session:
+        order = session.get(Order, order_id)
+        if (order is None or order.chain_version != 0 or order.chain_path != ChainPath.SINGLE
+                or order.chain_status != ChainStatus.PENDING):
+            return []
+        rows = session.execute(
+            select(Order.id, Order.public_id)
+            .where(Order.enterprise_id == order.enterprise_id,
+                   Order.delivery_day == order.delivery_day,
+                   Order.chain_status == ChainStatus.PENDING, Order.chain_version == 0,
+                   Order.chain_path == ChainPath.SINGLE)
+            .order_by(Order.id).limit(MAX_BATCH)).all()
+        if len(rows) < COALESCE_FROM:
+            return []
+        market = platform.market(session)
+        # A single write sent by a task that died may still be waiting to be mined: the
+        # chain would then hold its order twice. Batch only when the key has nothing in flight.
+        if _in_flight(market, order.enterprise.chain_account.address):
+            return []
+        return [row.id for row in rows if market.order(uuid_to_bytes32(row.public_id)) is None]
 
 
 def record_batch_on_chain(platform, order_ids: list[int]) -> int:
@@ -403,9 +449,10 @@ def _send_batch(platform, batch_id: str) -> None:
         enterprise = first.enterprise
         market = platform.market(session)
         chain_batch_id = bytes.fromhex(batch_id[2:])
+        account = load_local_account(platform.keybox, enterprise.chain_account)
+        ensure_nothing_in_flight(market, account.address)
         record = market.batch(chain_batch_id)
         if record is None:
-            account = load_local_account(platform.keybox, enterprise.chain_account)
             try:
                 ensure_day_open(platform, session, market, enterprise.park, first.delivery_day)
                 market.record_order_batch(
@@ -431,6 +478,31 @@ def _send_batch(platform, batch_id: str) -> None:
             if all(a.chain_status == ChainStatus.RECORDED for a in order.actions):
                 order.chain_status = ChainStatus.RECORDED
                 order.chain_error = None
+
+
+def ensure_nothing_in_flight(market, address: str) -> None:
+    """Refuse to read the chain's record of a write while the signing key has transactions
+    sent but not yet mined.
+
+    A task delivered again after its worker died waiting for a transaction to be mined would
+    not see that transaction in the chain's state and send the same action a second time: an
+    amendment recorded twice, or a new order or batch refused as a duplicate and wrongly
+    marked failed. ChainTimeoutError makes the task retry once the transaction is mined.
+    """
+    waiting = _in_flight(market, address)
+    if waiting:
+        raise ChainTimeoutError(
+            f"{waiting} earlier transaction(s) from {address} are not mined yet; "
+            "the write is tried again once they are")
+
+
+def _in_flight(market, address: str) -> int:
+    """How many transactions of `address` the node holds sent but not yet mined."""
+    chain = market.chain
+    with chain.guard():
+        sent = int(chain.w3.eth.get_transaction_count(address, "pending"))
+        mined = int(chain.w3.eth.get_transaction_count(address, "latest"))
+    return max(0, sent - mined)
 
 
 def ensure_day_open(platform, session: Session, market, park, delivery_day: date) -> None:

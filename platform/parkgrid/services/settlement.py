@@ -63,6 +63,7 @@ from ..models import (
 )
 from . import calendar, metering
 from .errors import N_, Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
+from .orders import ensure_nothing_in_flight
 
 DEFAULT_RULE = "sichuan-2018"
 METERING_RULES = MeteringRules()
@@ -486,6 +487,10 @@ def publish(platform, run_id: int) -> SettlementRun:
         if run.status != SettlementStatus.COMPUTED:
             raise Conflict(N_("Only a computed run can be published."))
         market = platform.market(session)
+        signer = _signer(session, platform, run)
+        # A run whose transaction is still waiting to be mined (its worker died meanwhile) is
+        # not counted on chain yet: wait for it rather than publish the run twice.
+        ensure_nothing_in_flight(market, signer.address)
         number = market.settlement_run_count(run.period_id)
         published_here = session.scalar(select(func.count()).select_from(SettlementRun).where(
             SettlementRun.park_id == run.park_id, SettlementRun.period_id == run.period_id,
@@ -501,7 +506,6 @@ def publish(platform, run_id: int) -> SettlementRun:
             raise Conflict(N_("The chain holds %(chain)s settlement runs of this day but the "
                               "platform published %(here)s; the auditor must look at this."),
                            chain=number, here=published_here)
-        signer = _signer(session, platform, run)
         try:
             receipt = market.publish_settlement(
                 signer, run.period_id, number + 1, run.kind,

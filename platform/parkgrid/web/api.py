@@ -4,9 +4,10 @@ metering uploads, settlement runs, statements and disputes; the alliance endpoin
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
-from flask import current_app, g, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask_babel import gettext
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -30,11 +31,12 @@ from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from . import alliance_api
 from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
-from .security import api_error, public, roles, throttled_login
+from .security import MAX_ROW_ID, api_error, public, roles, throttled_login
 from .settlement import parse_month
 from .settlement import queue_run as queue_settlement_run
 
 BEARER = [{"bearerAuth": []}]
+MAX_FEN = 2**63 - 1  # a BIGINT column
 
 
 class TokenRequest(Schema):
@@ -146,7 +148,7 @@ tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens",
 orders = Blueprint("orders", __name__, url_prefix="/api/v1/orders",
                    description="Sell listings and buy bids for the open delivery day")
 audit = Blueprint("audit_api", __name__, url_prefix="/api/v1/audit",
-                  description="Database records beside their on-chain records")
+                  description="The auditor: records and market days checked against the chain")
 
 
 @tokens.route("", methods=["POST"])
@@ -199,7 +201,14 @@ def list_orders():
 @roles(Role.ENTERPRISE)
 def create_order(body):
     """Place a sell listing or a buy bid; a task then records it on chain."""
-    return submit_order(_order_input(body))
+    if current_app.extensions["parkgrid"].settings.tasks_eager:
+        return submit_order(_order_input(body))  # recorded in this request: show the result
+    order = order_service.create_order(g.db, g.user, _order_input(body), calendar.utcnow())
+    g.db.commit()
+    # With workers, the answer is the order as committed (pending on chain): this session
+    # holds all of it, so nothing is read back.
+    tasks.queue(tasks.record_order, order.id)
+    return order
 
 
 @orders.route("/batch", methods=["POST"])
@@ -283,6 +292,89 @@ def audit_order(public_id):
     platform = current_app.extensions["parkgrid"]
     item = order_service.get_order(g.db, g.user, public_id)
     return audit_service.compare_order(platform.market(g.db), item)
+
+
+class AuditDayQuery(Schema):
+    park = fields.String(load_default=None, metadata={
+        "description": "Park code (default: the only park)"})
+
+
+class SignedReportResponse(Schema):
+    report = fields.Dict(metadata={"description": "The audit report: counts, findings, the "
+                                   "history rebuilt from the chain"})
+    signature = fields.Dict(metadata={"description": "signer, digest and EIP-191 signature"})
+
+
+class AuditLogQuery(Schema):
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+
+
+class AuditLogResponse(Schema):
+    id = fields.Integer()
+    at = fields.String()
+    action = fields.String()
+    user = fields.String(allow_none=True)
+    target = fields.String()
+    detail = fields.String()
+
+
+FILE_DOC = {"200": {"description": "The file", "content": {"application/zip": {}}}}
+PDF_DOC = {"200": {"description": "The PDF; its detached signature is in the "
+                   "X-Report-Signature header", "content": {"application/pdf": {}}}}
+
+
+@audit.route("/days/<day>", methods=["GET"])
+@audit.arguments(AuditDayQuery, location="query")
+@audit.response(200, SignedReportResponse)
+@audit.doc(security=BEARER)
+@roles(Role.AUDITOR, Role.ADMIN)
+def audit_day(query, day):
+    """A market day rebuilt from the chain and checked against the published extract and the
+    database, signed with your key. `report.clean` is true when nothing differs."""
+    platform = current_app.extensions["parkgrid"]
+    park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
+    return audit_service.signed_day_report(platform, g.db, g.user, park, parsed)
+
+
+@audit.route("/days/<day>/report.pdf", methods=["GET"])
+@audit.arguments(AuditDayQuery, location="query")
+@audit.doc(security=BEARER, responses=PDF_DOC)
+@roles(Role.AUDITOR, Role.ADMIN)
+def audit_day_pdf(query, day):
+    """The signed audit report of a day as a PDF."""
+    from ..auditor import auditor_key, render_pdf
+    from ..auditor.report import sign_file
+
+    platform = current_app.extensions["parkgrid"]
+    park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
+    pdf = render_pdf(audit_service.signed_day_report(platform, g.db, g.user, park, parsed))
+    signature = sign_file(pdf, auditor_key(g.db, platform, g.user))
+    return Response(pdf, mimetype="application/pdf", headers={
+        "X-Report-Signature": json.dumps(signature, separators=(",", ":")),
+        "Content-Disposition": f'attachment; filename="audit-{park.code}-{parsed}.pdf"'})
+
+
+@audit.route("/days/<day>/extract", methods=["GET"])
+@audit.arguments(AuditDayQuery, location="query")
+@audit.doc(security=BEARER, responses=FILE_DOC)
+@roles(Role.AUDITOR, Role.ADMIN)
+def audit_day_extract(query, day):
+    """The day's published extract (a zip): what a third party audits the chain with."""
+    from ..auditor import build_extract
+
+    park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
+    return Response(build_extract(g.db, park, parsed), mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="extract-{park.code}-{parsed}.zip"'})
+
+
+@audit.route("/log", methods=["GET"])
+@audit.arguments(AuditLogQuery, location="query")
+@audit.response(200, AuditLogResponse(many=True))
+@audit.doc(security=BEARER)
+@roles(Role.AUDITOR, Role.ADMIN)
+def audit_log(query):
+    """Staff actions (every changing request of admin and settlement staff), newest first."""
+    return audit_service.recent_audit_log(g.db, query["limit"])
 
 
 # --------------------------------------------------------------------------- settlement
@@ -410,9 +502,9 @@ class StatementSummary(Schema):
 
 
 class DisputeRequest(Schema):
-    run_id = fields.Integer(required=True)
-    claimed_fen = fields.Integer(required=True, metadata={"description": "the amount in "
-                                                                         "dispute, in fen"})
+    run_id = fields.Integer(required=True, validate=validate.Range(1, MAX_ROW_ID))
+    claimed_fen = fields.Integer(required=True, validate=validate.Range(-MAX_FEN, MAX_FEN),
+                                 metadata={"description": "the amount in dispute, in fen"})
     text = fields.String(required=True, validate=validate.Length(1, 4000))
 
 
