@@ -166,7 +166,8 @@ def test_a_changed_meter_reading_is_named(day):
         version.watts = watts.astype("<i8").tobytes()
         point = session.get(MeteringPoint, version.metering_point_id).code
     report = audit(platform, park_id, delivery_day)
-    assert any(d.startswith(f"{point} interval {interval}:") for _s, d in subjects(report, "metering"))
+    assert any(d.startswith(f"{point} interval {interval}:")
+               for _s, d in subjects(report, "metering"))
 
 
 def test_a_changed_statement_amount_is_named(day):
