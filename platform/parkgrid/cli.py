@@ -803,8 +803,10 @@ def _serve(app, host: str, port: int, *, threads: int = 8,
 
 def _add_commands() -> None:
     from .audit_cli import audit
+    from .cli_audit import audit_commands
 
     main.add_command(audit)
+    audit_commands(main)  # every staff action from here goes to the audit log
 
 
 _add_commands()

@@ -105,3 +105,17 @@ def test_a_congested_day_is_cleared_published_and_seen_by_both_sides(market_day,
         assert page.inner_text(".result .accepted").strip() == qty
         assert page.inner_text(".result .price").strip() == price
         page.click("button:has-text('退出')")
+
+    # The auditor re-derives the published day from the chain: clean, with its counts.
+    login(page, running.base_url, "auditor", "auditor-demo-1")
+    page.click("#nav-audit-days")
+    page.fill("#day", calendar["open_delivery_day"])
+    page.click("#audit-run")
+    page.wait_for_selector("#audit-verdict", timeout=60_000)
+    assert "全部核对通过" in page.inner_text("#audit-verdict")
+    counts = page.inner_text("#audit-counts")
+    assert "orders_on_chain\t3" in counts and "clearings_identical\t1" in counts
+    assert page.locator("#audit-orders tbody tr").count() == 3
+    with page.expect_download() as download:
+        page.click("a:has-text('已签名报告（PDF）')")
+    assert download.value.suggested_filename.endswith(".pdf")

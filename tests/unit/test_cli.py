@@ -99,3 +99,29 @@ def test_serve_passes_its_server_options_to_waitress(tmp_path, monkeypatch):
     assert seen["asyncore_use_poll"] is True
     result = CliRunner().invoke(main, ["serve", "--threads", "0"], env=env)
     assert result.exit_code != 0 and "--threads" in result.output
+
+
+def test_staff_commands_are_written_to_the_audit_log_with_their_outcome(tmp_path):
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    env = {"PARKGRID_DATA_DIR": str(tmp_path), "PARKGRID_CHAIN_URL": "eth-tester"}
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    assert runner.invoke(main, ["market", "set-gate", "11:30"], env=env).exit_code != 0
+    assert runner.invoke(main, ["demo", "load"], env=env).exit_code == 0
+    assert runner.invoke(main, ["market", "set-gate", "11:30"], env=env).exit_code == 0
+    assert runner.invoke(main, ["market", "set-gate", "25:00"], env=env).exit_code != 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'parkgrid.sqlite3'}")
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT action, detail FROM audit_log ORDER BY id")).all()
+    engine.dispose()
+    logged = [(action, json.loads(detail)) for action, detail in rows]
+    assert [action for action, _ in logged] == [
+        "cli:parkgrid db upgrade", "cli:parkgrid market set-gate", "cli:parkgrid demo load",
+        "cli:parkgrid market set-gate", "cli:parkgrid market set-gate"]
+    outcomes = [detail["outcome"] for _, detail in logged]
+    assert outcomes[0] == "ok" and outcomes[1].startswith("failed")  # no park yet
+    assert outcomes[2:4] == ["ok", "ok"] and outcomes[4].startswith("failed")
+    assert logged[3][1]["params"]["closure"] == "11:30" and logged[3][1]["via"] == "cli"
