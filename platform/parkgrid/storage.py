@@ -86,12 +86,23 @@ def check_image(data: bytes, *, field: str, formats: Mapping[str, str] = PHOTO_F
                         sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
 
 
+class UploadTooLarge(ValidationFailed):
+    """An uploaded file over the upload limit: refused whole, as HTTP 413, naming its field."""
+
+    status = 413
+
+    def __init__(self, field: str, max_bytes: int):
+        super().__init__([FieldProblem(
+            field, N_("The file is larger than %(max)s bytes."), {"max": max_bytes})])
+        # The problem itself is the message (translated), not "The input was refused: …".
+        self.message, self.params = self.problems[0].message, self.problems[0].params
+
+
 def read_limited(stream: BinaryIO, max_bytes: int, *, field: str) -> bytes:
     """Read an upload stream, refusing it (without reading on) once it passes `max_bytes`."""
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ValidationFailed([FieldProblem(
-            field, N_("The file is larger than %(max)s bytes."), {"max": max_bytes})])
+        raise UploadTooLarge(field, max_bytes)
     return data
 
 

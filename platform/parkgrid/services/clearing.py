@@ -292,6 +292,8 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
     now = now or calendar.utcnow()
     with platform.unit_of_work() as session:
         park = session.get(Park, park_id, with_for_update=True)
+        if park is None:
+            raise NotFound(N_("No such park."))
         if now < calendar.gate_closure(park, day):
             raise Conflict(N_("The gate for %(day)s is still open."), day=day.isoformat())
         existing = session.scalar(select(ClearingRun).where(

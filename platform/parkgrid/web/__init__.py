@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,8 +12,11 @@ from flask import Flask, g, jsonify, render_template, request, send_from_directo
 from flask_babel import Babel, gettext
 from flask_login import LoginManager, UserMixin
 from flask_smorest import Api
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from marshmallow import fields as ma_fields
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .. import tasks
 from ..config import REPO_ROOT, Settings, from_env
@@ -22,6 +27,14 @@ from . import security
 
 LANGUAGES = ("zh", "en")
 log = logging.getLogger(__name__)
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in our URLs is a row id: 1 to MAX_ROW_ID; anything else matches no route
+    (404) instead of reaching the database as a number it cannot hold."""
+
+    def __init__(self, map, fixed_digits=0, min=1, max=security.MAX_ROW_ID, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 class SessionUser(UserMixin):
@@ -38,6 +51,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     tasks.configure(settings, platform)
 
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowIdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -87,6 +101,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         g.db = platform.sessions()
 
     app.before_request(security.authorise)
+    app.before_request(_refuse_unstorable_text)
     app.after_request(security.audit_staff_action)
 
     @app.teardown_request
@@ -118,6 +133,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.register_blueprint(alliance_staff_pages.bp)
     rest = Api(app)
+    rest.register_converter(RowIdConverter, integerconverter2paramschema)
+    rest.ma_plugin.converter.add_attribute_function(_decimal_as_string)
     from . import alarms_api, om_api
 
     for blueprint in (*api.blueprints(), *om_api.blueprints(), *alarms_api.blueprints()):
@@ -133,6 +150,45 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     _register_error_handlers(app)
     return app
+
+
+# Text no database column can hold: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates
+# (from a JSON escape such as \ud800; not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def _refuse_unstorable_text():
+    """Refuse, before any view runs, text input that no column could store: a query, a URL
+    part, a form field or a JSON string holding NUL or a lone surrogate. (Uploaded files
+    are bytes, checked by their own readers.)"""
+    values = [list(request.args.lists()), request.view_args or {}]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values.append(list(request.form.lists()))
+    if request.is_json:
+        values.append(request.get_json(silent=True))
+    if not _unstorable(values):
+        return None
+    message = gettext("The input was refused.")
+    if security.is_api_request():
+        return security.api_error(422, message)
+    return render_template("error.html", status=400, message=message), 400
+
+
+def _decimal_as_string(_converter, field, **_kwargs) -> dict:
+    """A Decimal sent as a string ("273.1") is documented as one, not as a number."""
+    if isinstance(field, ma_fields.Decimal) and field.as_string:
+        return {"type": "string", "format": "decimal"}
+    return {}
 
 
 def _select_locale() -> str:
@@ -184,10 +240,23 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s", request.path)
-        message = gettext("Something went wrong on our side; nothing was saved.")
+        # A failed statement (e.g. the database connection ended mid-request) leaves the
+        # request's session unusable until it is rolled back; the answer below may need it
+        # (the user's language), and must not fail in turn with an HTML error page.
+        db = g.get("db")
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.rollback()
+        try:
+            message = gettext("Something went wrong on our side; nothing was saved.")
+        except Exception:  # noqa: BLE001 - the database is still away: answer in English
+            message = "Something went wrong on our side; nothing was saved."
         if security.is_api_request():
             return jsonify({"code": 500, "message": message}), 500
-        return render_template("error.html", status=500, message=message), 500
+        try:
+            return render_template("error.html", status=500, message=message), 500
+        except Exception:  # noqa: BLE001 - the page needs the database too
+            return message, 500, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _flatten(messages: dict) -> dict:
@@ -196,4 +265,13 @@ def _flatten(messages: dict) -> dict:
     for location in messages.values():
         if isinstance(location, dict):
             flat.update(location)
-    return flat or messages
+    return _text_keys(flat or messages)
+
+
+def _text_keys(messages):
+    """Error keys as JSON object keys: list positions (0) and a multipart part sent without
+    a name (None) become text, so the sorted JSON body can always be written."""
+    if not isinstance(messages, dict):
+        return messages
+    return {("" if key is None else str(key)): _text_keys(value)
+            for key, value in messages.items()}

@@ -19,13 +19,14 @@ from ..services import jobs as job_service
 from ..services.calendar import utcnow
 from ..services.errors import N_, FieldProblem, Forbidden, NotFound, ValidationFailed
 from ..storage import read_limited
-from .security import public, roles
+from .security import MAX_ROW_ID, public, roles
 
 BEARER = [{"bearerAuth": []}]
 STAFF = (Role.ADMIN, Role.SETTLEMENT, Role.AUDITOR)
 DISPATCH = (Role.ADMIN, Role.SETTLEMENT)
 EVERYONE = (Role.ENTERPRISE, Role.PROVIDER, *STAFF)
 TIME_OF_DAY = validate.Regexp(r"^\d{2}:\d{2}(:\d{2})?$", error="Give a time of day as HH:MM.")
+ROW_ID = validate.Range(1, MAX_ROW_ID)
 
 
 def _platform():
@@ -200,12 +201,12 @@ class RepairForm(Schema):
 
 
 class ElectricianRef(Schema):
-    electrician_id = fields.Integer(load_default=None, metadata={
+    electrician_id = fields.Integer(load_default=None, validate=ROW_ID, metadata={
         "description": "which of your electricians (default: the job's)"})
 
 
 class OfferRequest(Schema):
-    electrician_id = fields.Integer(required=True)
+    electrician_id = fields.Integer(required=True, validate=ROW_ID)
     expires_in_minutes = fields.Integer(load_default=None, validate=validate.Range(1, 240))
 
 

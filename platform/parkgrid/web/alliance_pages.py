@@ -45,7 +45,7 @@ from ..models import AttachmentKind, Electrician, Job, JobEventKind, Role
 from ..services import calendar
 from ..services import jobs as job_service
 from ..services.errors import N_, ServiceError, ValidationFailed
-from ..storage import read_limited
+from ..storage import UploadTooLarge, read_limited
 from .alliance_api import dispatch_soon
 from .labels import JOB_EVENT_LABELS, JOB_STATUS_LABELS, SKILL_LABELS
 from .security import roles
@@ -272,6 +272,8 @@ def _step(code: str, form: FlaskForm, call, done: str):
     else:
         try:
             call(form)
+        except UploadTooLarge:
+            raise  # refused whole: the 413 page, like a body over MAX_CONTENT_LENGTH
         except ServiceError as exc:
             for message in _messages(exc):
                 flash(message)

@@ -13,7 +13,7 @@ from ..services import calendar, clearing, clearing_view
 from ..services.errors import N_, ServiceError
 from . import charts
 from .forms import ConfirmForm, ReasonForm
-from .security import roles
+from .security import MAX_ROW_ID, roles
 
 bp = Blueprint("clearing", __name__, url_prefix="/clearing")
 STAFF = (Role.SETTLEMENT, Role.ADMIN, Role.AUDITOR)
@@ -37,8 +37,14 @@ def index():
 def clear():
     form = ConfirmForm()
     if form.validate_on_submit():
-        park_id = int(request.form.get("park_id", "0"))
-        day = date.fromisoformat(request.form.get("day", ""))
+        try:
+            park_id = int(request.form.get("park_id", "0"))
+            day = date.fromisoformat(request.form.get("day", ""))
+            if not 1 <= park_id <= MAX_ROW_ID:
+                raise ValueError(park_id)
+        except ValueError:
+            flash(gettext("Give a day such as 2026-11-24."))
+            return redirect(url_for("clearing.index"))
         platform = current_app.extensions["parkgrid"]
         try:
             run_id = clearing.run_clearing(platform, park_id, day, user_id=g.user.id)

@@ -15,6 +15,10 @@ from sqlalchemy import select
 from ..models import ApiToken, AuditLogEntry, Role, User
 from ..services.calendar import utcnow
 
+# The largest row id (an INTEGER column; PostgreSQL's is 32-bit): ids in URLs and bodies
+# beyond it are refused before they reach the database.
+MAX_ROW_ID = 2**31 - 1
+
 # Endpoints of libraries we mount, which carry no role declaration of ours.
 LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
 
@@ -81,14 +85,18 @@ def user_from_token(session) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    record = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash_token(token.strip())))
-    if record is None or record.revoked:
+    # The token and its user in one query.
+    found = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == ApiToken.hash_token(token.strip()))).first()
+    if found is None:
+        return None
+    record, user = found
+    if record.revoked:
         return None
     if record.expires_at is not None and record.expires_at <= utcnow():
         return None
-    user = session.get(User, record.user_id)
-    return user if user is not None and user.active else None
+    return user if user.active else None
 
 
 def api_error(status: int, message: str, errors: dict | None = None):
