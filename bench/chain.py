@@ -229,7 +229,7 @@ def write_day(node_url: str, per_side: int, enterprises: int, rng: random.Random
     result_file = result.canonical_bytes()
     sides = {d["order"]: d["side"] for _c, d, _i in documents}
     lines = clearing.trade_lines(60, result, {k: sides[k] for k in result.accepted})
-    root = merkle_root(clearing.result_leaves(result_file, lines))
+    root = merkle_root(clearing.result_leaves(result_file, lines, canonical_json(inputs)))
     chain.set_next_block_timestamp(gate + 1)
     market.record_trades(admin, number, 1, [market.trade_item(
         uuid_to_bytes32(x.order_public_id), x.quantity_tenths_kvah, x.amount_fen, x.leaf())

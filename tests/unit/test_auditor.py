@@ -128,6 +128,12 @@ def test_a_third_party_audits_with_the_chain_and_the_extract_only(day):
     found = subjects(report, "clearing") | subjects(report, "files")
     assert any(s == "run 1" and "root" in d for s, d in found)
     assert any("differs from the hash in the manifest" in d for _s, d in found)
+    # The input a run was cleared with is anchored too: a changed limit is caught.
+    tampered = _rewrite(extract, "clearing/run-1/input.json",
+                        lambda text: text.replace('"limit_kva":"', '"limit_kva":"9', 1))
+    report = auditor.audit_extract(market, tampered)
+    assert any(s == "run 1" and "result and input files give root" in d
+               for s, d in subjects(report, "clearing"))
 
 
 def _rewrite(extract: bytes, name: str, change) -> bytes:

@@ -88,7 +88,7 @@ def test_publish_records_trades_and_root_once_and_enterprises_then_see_results(b
         assert [(e.order_id, e.quantity, e.amount_fen) for e in events] == [
             (uuid_to_bytes32(line.order_public_id), line.quantity_tenths_kvah, line.amount_fen)
             for line in lines]
-        leaves = clearing.result_leaves(run.result_file, lines)
+        leaves = clearing.result_leaves(run.result_file, lines, run.input_file)
         assert merkle_root(leaves).hex() == run.result_root[2:]
         # 150 kVA·h at 0.05 yuan = 750 fen paid by the high bidder.
         assert {line.order_public_id: line.amount_fen for line in lines}[ids["buy_high"]] == 750

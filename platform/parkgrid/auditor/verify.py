@@ -173,10 +173,10 @@ def _check_clearing(history: ChainDay, extract: DayExtract, documents: dict[byte
                        f"{', '.join(unknown[:LISTED])}")
         lines = clearing.trade_lines(period_minutes, result,
                                      {k: sides[k] for k in result.accepted if k in sides})
-        root = merkle_root(clearing.result_leaves(files.result, lines))
+        root = merkle_root(clearing.result_leaves(files.result, lines, files.input))
         if root != run.result_root:
-            checks.add("clearing", subject, f"the published result file gives root {_hex(root)},"
-                       f" the chain holds {_hex(run.result_root)}")
+            checks.add("clearing", subject, f"the published result and input files give root "
+                       f"{_hex(root)}, the chain holds {_hex(run.result_root)}")
         else:
             checks.counts["clearing_files_matched"] += 1
         _compare_trades(run, lines, checks)

@@ -2,8 +2,10 @@
 
 The book is the orders as the chain holds them at gate closure: each order's latest
 recorded version (its stored canonical document), cancelled ones left out. The result file
-is the matching core's canonical bytes; its hash and its trade lines are the Merkle leaves
-whose root is published on chain, so each enterprise's lines can be proved against it.
+is the matching core's canonical bytes; its hash, the hash of the run's input file (network,
+limits, base loads, rules) and its trade lines are the Merkle leaves whose root is published
+on chain, so each enterprise's lines can be proved against it and an auditor can clear the
+day again from exactly what the run used.
 """
 
 from __future__ import annotations
@@ -269,12 +271,15 @@ def trade_lines(period_minutes: int, result, sides: dict[str, str]) -> list[Trad
     return lines
 
 
-def result_leaves(result_file: bytes, lines: list[TradeLine]) -> list[bytes]:
-    """The leaves of the published root: the whole result file first, then each trade line.
+def result_leaves(result_file: bytes, lines: list[TradeLine],
+                  input_file: bytes | None = None) -> list[bytes]:
+    """The leaves of the published root: the whole result file first, then the input file the
+    run was cleared with (runs stored before it was kept have none), then each trade line.
 
-    The root so commits to the canonical file and lets each enterprise prove its own line.
+    The root so commits to both files and lets each enterprise prove its own line.
     """
-    return [keccak(result_file)] + [line.leaf() for line in lines]
+    inputs = [] if input_file is None else [keccak(b"input:" + input_file)]
+    return [keccak(result_file), *inputs] + [line.leaf() for line in lines]
 
 
 def result_allocations(result, order_id: str):
@@ -313,8 +318,8 @@ def run_clearing(platform, park_id: int, day: date, *, user_id: int | None = Non
             park_id=park_id, delivery_day=day, run_number=run_number,
             status=ClearingStatus.CLEARED, pricing_rule=park.pricing_rule,
             tie_rule=park.tie_rule, result_hash=result.result_hash,
-            result_root="0x" + merkle_root(result_leaves(result.canonical_bytes(),
-                                                         lines)).hex(),
+            result_root="0x" + merkle_root(result_leaves(
+                result.canonical_bytes(), lines, canonical_json(inputs))).hex(),
             result_file=result.canonical_bytes(), input_file=canonical_json(inputs),
             summary=json.dumps(summary(park, instance, result, lines), sort_keys=True),
             created_by_id=user_id)
