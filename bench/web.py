@@ -23,7 +23,8 @@ What it does, all on its own resources (removed at the end):
   window.
 
 Figures besides the contract's: `server_cpu_ms_per_order_<n>` and `worker_cpu_ms_per_order_<n>`
-(CPU seconds the server and the Celery workers used during the level, per accepted order):
+(CPU seconds the server (all its processes) and the Celery workers used during the level, per
+accepted order; `server_rss_mb` is the largest server process's peak):
 unlike rates and latencies they hardly depend on what else the shared machine runs.
 
 Checks (`ok`): no request failed or was refused at any level, the database holds exactly
@@ -654,11 +655,13 @@ def run(env: Environment, args, levels: list[int], load_start, t_start) -> int:
         level = Level(clients)
         log(f"level {clients} clients: {args.warmup:g} s warm-up, {args.duration:g} s measured")
         workers = [env.worker.pid, *children_of(env.worker.pid)]
-        cpu_before = cpu_s(server.pid), sum(map(cpu_s, workers))
+        # With `--serve-option=--processes=N` the server is a parent and N server processes.
+        servers = [server.pid, *children_of(server.pid)]
+        cpu_before = sum(map(cpu_s, servers)), sum(map(cpu_s, workers))
         asyncio.run(run_level(env.base_url, enterprises, day, orders, level, args.warmup,
                               args.duration, accepted_ids))
         placed = level.accepted + level.warmup_accepted
-        level.server_cpu_ms = (cpu_s(server.pid) - cpu_before[0]) * 1000 / max(1, placed)
+        level.server_cpu_ms = (sum(map(cpu_s, servers)) - cpu_before[0]) * 1000 / max(1, placed)
         level.worker_cpu_ms = (sum(map(cpu_s, workers)) - cpu_before[1]) * 1000 / max(1, placed)
         results[clients] = level
         rate = level.accepted / level.window_s
@@ -668,7 +671,7 @@ def run(env: Environment, args, levels: list[int], load_start, t_start) -> int:
             f"and worker CPU {level.worker_cpu_ms:.1f} ms per order; load {loadavg()}")
         for sample in level.error_samples:
             log(f"    error: {sample}")
-    server_rss = peak_rss_mb(server.pid)
+    server_rss = max(peak_rss_mb(pid) for pid in [server.pid, *children_of(server.pid)])
     worker_rss = max([peak_rss_mb(pid) for pid in
                       [env.worker.pid, *children_of(env.worker.pid)]] or [0.0])
     env.stop(server)

@@ -678,9 +678,13 @@ def worker(concurrency: int, loglevel: str, beat: bool) -> None:
               help="Threads handling requests.")
 @click.option("--connection-limit", default=1000, show_default=True,
               type=click.IntRange(1, 100_000),
-              help="Open client connections served at once; API clients keep theirs open, "
-                   "and past the limit new ones wait until others close.")
-def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
+              help="Open client connections served at once (per process); API clients keep "
+                   "theirs open, and past the limit new ones wait until others close.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes answering on the one port: one process uses at most "
+                   "one CPU core (Python's GIL). With more than one, count failed logins in a "
+                   "shared store (PARKGRID_RATE_LIMIT_STORAGE).")
+def serve(host: str, port: int, threads: int, connection_limit: int, processes: int) -> None:
     """Serve the web app and API only (database, chain and broker must be ready)."""
     from .chain import ChainResetError
     from .services.chain_setup import check_chain
@@ -693,8 +697,19 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
         click.echo(check_chain(platform), err=True)
     except ChainResetError as exc:
         raise click.ClickException(str(exc)) from exc
-    _serve(create_app(settings, platform), host, port, threads=threads,
-           connection_limit=connection_limit)
+    if processes == 1:
+        _serve(create_app(settings, platform), host, port, threads=threads,
+               connection_limit=connection_limit)
+        return
+    if settings.rate_limit_storage.startswith("memory"):
+        click.echo(f"warning: failed logins are counted in each of the {processes} processes "
+                   "on its own; set PARKGRID_RATE_LIMIT_STORAGE to a shared store "
+                   "(e.g. redis://…) to count them together", err=True)
+    # Each process builds its own app after the fork: nothing open here (database
+    # connections, the chain node's HTTP connection, the broker's) is shared between them.
+    platform.engine.dispose()
+    _serve_processes(lambda: create_app(settings), host, port, processes, threads=threads,
+                     connection_limit=connection_limit)
 
 
 @main.command()
@@ -799,6 +814,83 @@ def _serve(app, host: str, port: int, *, threads: int = 8,
         # poll() rather than select(), which cannot watch more than 1024 sockets.
         options = {"connection_limit": connection_limit, "asyncore_use_poll": True}
     waitress_serve(app, host=host, port=port, threads=threads, ident="parkgrid", **options)
+
+
+def _serve_processes(make_app, host: str, port: int, processes: int, *, threads: int = 8,
+                     connection_limit: int | None = None) -> None:
+    """`processes` waitress servers on one port, each in a process of its own with its own
+    app (`make_app()`, called after the fork). Each has a listening socket of its own on the
+    port (SO_REUSEPORT), so the kernel spreads new connections evenly among them (on one
+    shared socket, the process that wakes first takes most of them); where the option is
+    missing they share one socket. This process only waits: when one server process ends,
+    or this one is told to stop (SIGTERM, Ctrl+C), it stops the others and returns."""
+    import os
+    import signal
+    import socket
+
+    from waitress import serve as waitress_serve
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+    # First a plain socket: it fails on a port already in use (even by servers that share
+    # it with SO_REUSEPORT, which this one is not allowed to join), and picks port 0's port.
+    with socket.create_server((host, port), family=family) as probe:
+        port = probe.getsockname()[1]
+    reuse_port = hasattr(socket, "SO_REUSEPORT")
+    sockets = [socket.create_server((host, port), family=family, backlog=1024,
+                                    reuse_port=reuse_port)
+               for _ in range(processes if reuse_port else 1)]
+    options = {"threads": threads, "ident": "parkgrid"}
+    if connection_limit is not None:
+        options.update(connection_limit=connection_limit, asyncore_use_poll=True)
+    children: list[int] = []
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        for number in range(processes):
+            pid = os.fork()
+            if pid == 0:  # a server process: it never returns into the caller's code
+                code = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    own = sockets[number % len(sockets)]
+                    for other in sockets:
+                        if other is not own:
+                            other.close()
+                    waitress_serve(make_app(), sockets=[own], **options)
+                    code = 0
+                except BaseException:  # reported, then the process ends
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        click.echo(f"{processes} server processes on http://{host}:{port}/ "
+                   f"(pids {', '.join(map(str, children))})", err=True)
+        pid, status = os.wait()
+        children.remove(pid)
+        raise click.ClickException(f"server process {pid} ended (wait status {status}); "
+                                   "the others were stopped")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        for sock in sockets:
+            sock.close()
 
 
 def _add_commands() -> None:

@@ -18,6 +18,9 @@ from .models import ChainDeployment, OrderAction
 from .storage import FileStorage
 
 RECORDS_RECHECK_S = 30.0
+# How long a verified deployment (chain id, contract code) is trusted without asking the node
+# again. The head check that finds a reset or older chain still runs on every use.
+VERIFIED_FOR_S = 5.0
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Platform:
     # other processes too) are looked at again every RECORDS_RECHECK_S.
     _head_seen: int = field(default=-1, repr=False)
     _records_checked_at: float = field(default=float("-inf"), repr=False)
+    # (deployment id, its market client, when it was verified) after a full verification.
+    _verified: tuple[int, CapacityMarket, float] | None = field(default=None, repr=False)
 
     @cached_property
     def engine(self):
@@ -61,16 +66,44 @@ class Platform:
                 self._chain = connect(
                     self.settings.chain_url, receipt_timeout=self.settings.chain_receipt_timeout_s
                 )
+                # web3's validation step asks the node for its chain id before every call and
+                # gas estimate, to compare it with a chainId that these requests never carry
+                # (transactions are signed here and sent raw, with the chain id read then):
+                # a round trip more per read, for nothing.
+                self._chain.w3.middleware_onion.remove("validation")
             return self._chain
 
     def market(self, session: Session) -> CapacityMarket:
-        """The recorded CapacityMarket deployment for this chain, checked to still be there."""
-        chain_id = self.chain.chain_id()
-        deployment = session.scalar(
+        """The recorded CapacityMarket deployment for this chain, checked to still be there.
+
+        A full verification (chain id, the contract's code) holds for VERIFIED_FOR_S in this
+        process, for the same deployment record and chain connection; the check that the
+        chain did not go back (a node reset or restarted from an older state) runs on every
+        call, and when it fails the full verification runs again and says what happened.
+        """
+        verified = self._verified
+        if (verified is not None and time.monotonic() - verified[2] < VERIFIED_FOR_S
+                and verified[1].chain is self.chain):
+            deployment = self._deployment(session)
+            if deployment is not None and deployment.id == verified[0]:
+                try:
+                    self._check_not_behind(session, deployment)
+                except ChainResetError:
+                    self._verified = None
+                else:
+                    return verified[1]
+        return self._verify_market(session)
+
+    def _deployment(self, session: Session) -> ChainDeployment | None:
+        return session.scalar(
             select(ChainDeployment)
             .where(ChainDeployment.contract_name == CapacityMarket.NAME)
             .order_by(ChainDeployment.id.desc())
         )
+
+    def _verify_market(self, session: Session) -> CapacityMarket:
+        chain_id = self.chain.chain_id()
+        deployment = self._deployment(session)
         if deployment is None:
             raise ChainResetError(
                 "No CapacityMarket deployment is recorded in the database: run "
@@ -86,6 +119,7 @@ class Platform:
         market = CapacityMarket(self.chain, deployment.address)
         market.verify(deployment.chain_id)
         self._check_not_behind(session, deployment)
+        self._verified = (deployment.id, market, time.monotonic())
         return market
 
     def _check_not_behind(self, session: Session, deployment: ChainDeployment) -> None:

@@ -9,7 +9,16 @@ from decimal import ROUND_FLOOR, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import DemandProfile, Enterprise, Order, OrderPeriod, OrderSide, OrderStatus, Park
+from ..models import (
+    DemandProfile,
+    Enterprise,
+    Feeder,
+    Order,
+    OrderPeriod,
+    OrderSide,
+    OrderStatus,
+    Park,
+)
 from . import calendar
 from .errors import N_
 
@@ -29,9 +38,16 @@ class PeriodLimit:
 def expected_demand(session: Session, park: Park, day: date) -> dict[int, list[Decimal | None]]:
     """Each enterprise's expected own demand per period: declared for the day, else its
     standing profile from recent metered demand, else unknown (None)."""
-    n = calendar.periods_per_day(park)
-    ids = [e.id for e in park.enterprises]
+    return _demand_of(session, [e.id for e in park.enterprises], day,
+                      calendar.periods_per_day(park))
+
+
+def _demand_of(session: Session, ids: list[int], day: date,
+               n: int) -> dict[int, list[Decimal | None]]:
+    """`expected_demand` for these enterprises only."""
     demand: dict[int, list[Decimal | None]] = {i: [None] * n for i in ids}
+    if not ids:
+        return demand
     rows = session.execute(
         select(DemandProfile.enterprise_id, DemandProfile.delivery_day,
                DemandProfile.period_index, DemandProfile.demand_kva)
@@ -62,6 +78,31 @@ def asset_loads(park: Park, demand: dict[int, list[Decimal | None]]):
     return feeders, transformers
 
 
+def supply_path_loads(session: Session, enterprise: Enterprise,
+                      day: date) -> tuple[list[Decimal], list[Decimal]]:
+    """The forecast base load per period of this enterprise's own feeder and transformer:
+    what `asset_loads` gives for them, read for the enterprises below that transformer only
+    (a few of the park's) instead of the whole park."""
+    park = enterprise.park
+    n = calendar.periods_per_day(park)
+    feeder = enterprise.feeder
+    below = session.execute(
+        select(Enterprise.id, Enterprise.feeder_id, Enterprise.contracted_kva)
+        .join(Feeder, Feeder.id == Enterprise.feeder_id)
+        .where(Enterprise.park_id == park.id,
+               Feeder.transformer_id == feeder.transformer_id)).all()
+    demand = _demand_of(session, [row.id for row in below], day, n)
+    f, t = [ZERO] * n, [ZERO] * n
+    for enterprise_id, feeder_id, contracted in below:
+        on_feeder = feeder_id == feeder.id
+        for i, value in enumerate(demand[enterprise_id]):
+            load = contracted if value is None else value
+            if on_feeder:
+                f[i] += load
+            t[i] += load
+    return f, t
+
+
 def _already_ordered(session: Session, enterprise: Enterprise, day: date, side: str,
                      exclude_order_id: int | None) -> dict[int, Decimal]:
     query = (select(OrderPeriod.period_index, OrderPeriod.quantity_kva)
@@ -86,11 +127,13 @@ def order_limits(session: Session, enterprise: Enterprise, day: date, side: str,
     minus what it already bid.
     """
     park = enterprise.park
-    demand = expected_demand(session, park, day)
+    n = calendar.periods_per_day(park)
     ordered = _already_ordered(session, enterprise, day, side, exclude_order_id)
     limits: dict[int, PeriodLimit] = {}
+    # Each side reads only what its rule needs: a seller its own expected demand, a buyer
+    # the loads of its own feeder and transformer (the same figures as the whole park's).
     if side == OrderSide.SELL:
-        for i, own in enumerate(demand[enterprise.id]):
+        for i, own in enumerate(_demand_of(session, [enterprise.id], day, n)[enterprise.id]):
             listed = ordered.get(i, ZERO)
             if own is None:
                 limits[i] = PeriodLimit(ZERO, N_(
@@ -104,12 +147,12 @@ def order_limits(session: Session, enterprise: Enterprise, day: date, side: str,
                 "%(listed)s)."), {"spare": spare, "contracted": enterprise.contracted_kva,
                                   "demand": own, "listed": listed})
         return limits
-    feeders, transformers = asset_loads(park, demand)
+    feeder_loads, transformer_loads = supply_path_loads(session, enterprise, day)
     feeder = enterprise.feeder
     transformer = feeder.transformer
-    path = [(feeder.code, feeder.thermal_limit_kva, feeders[feeder.id]),
-            (transformer.code, transformer.allowed_kva, transformers[transformer.id])]
-    for i in range(calendar.periods_per_day(park)):
+    path = [(feeder.code, feeder.thermal_limit_kva, feeder_loads),
+            (transformer.code, transformer.allowed_kva, transformer_loads)]
+    for i in range(n):
         bid = ordered.get(i, ZERO)
         code, limit, loads = min(path, key=lambda a: a[1] - a[2][i])
         headroom = max(ZERO, limit - loads[i] - bid).quantize(TENTH, ROUND_FLOOR)

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from ..canonical import canonical_json, content_hash, order_document, uuid_to_bytes32
 from ..chain import ChainRevertError, ChainTimeoutError, enterprise_key
@@ -23,7 +23,6 @@ from ..models import (
     OrderPeriod,
     OrderSide,
     OrderStatus,
-    Park,
     Role,
     User,
     new_public_id,
@@ -64,11 +63,11 @@ def _decimal(raw, places: int) -> Decimal | None:
 def _own_enterprise(session: Session, user: User, code: str | None) -> Enterprise:
     if user.role != Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(N_("Only an enterprise user can place orders."))
-    # The order's limits need the whole park's grid (every enterprise, its feeder and
-    # transformer): loaded here in two queries instead of one lazy load per enterprise.
+    # The order's checks need its park, feeder and transformer: loaded with it in one query
+    # (the limits read the other enterprises' figures they need themselves).
     own = session.get(Enterprise, user.enterprise_id, options=(
-        joinedload(Enterprise.park).selectinload(Park.enterprises)
-        .joinedload(Enterprise.feeder).joinedload(Feeder.transformer),))
+        joinedload(Enterprise.park),
+        joinedload(Enterprise.feeder).joinedload(Feeder.transformer)))
     if code and code != own.code:
         raise Forbidden(N_("You can only place orders for your own enterprise (%(code)s)."),
                         code=own.code)
@@ -196,9 +195,10 @@ def _record_version(order: Order, enterprise: Enterprise, user: User,
 def create_order(session: Session, user: User, data: OrderInput, now: datetime) -> Order:
     """Check an order and store it with its first action pending on chain; caller commits."""
     enterprise, day, periods, price, min_fraction = validate_order(session, user, data, now)
-    order = Order(enterprise_id=enterprise.id, created_by_id=user.id, side=data.side,
-                  version=1, chain_version=0, status=OrderStatus.ACTIVE, periods=[],
-                  actions=[])
+    # The enterprise is given as well as its id: the answer shows its code, read from here.
+    order = Order(enterprise_id=enterprise.id, enterprise=enterprise, created_by_id=user.id,
+                  side=data.side, version=1, chain_version=0, status=OrderStatus.ACTIVE,
+                  periods=[], actions=[])
     _apply(order, enterprise, day, periods, price, min_fraction, data, user,
            OrderActionKind.NEW)
     session.add(order)
@@ -304,6 +304,10 @@ def record_order_on_chain(platform, order_id: int) -> str:
         order = session.get(Order, order_id)
         if order is None:
             return "missing"
+        if order.chain_status == ChainStatus.RECORDED:
+            # Every action of it is on chain already (a batch took it along, or this task
+            # is delivered again): nothing to write.
+            return order.chain_status
         batched = order.chain_path == ChainPath.BATCH
     if batched:
         record_batch_on_chain(platform, [order_id])
@@ -410,6 +414,7 @@ def record_batch_on_chain(platform, order_ids: list[int]) -> int:
     """
     with platform.unit_of_work() as session:
         orders = session.scalars(select(Order).where(Order.id.in_(order_ids))
+                                 .options(selectinload(Order.actions))
                                  .order_by(Order.id).with_for_update()).all()
         groups: dict[tuple[int, date], list[OrderAction]] = {}
         for order in orders:
@@ -441,6 +446,7 @@ def _send_batch(platform, batch_id: str) -> None:
     with platform.unit_of_work() as session:
         actions = session.scalars(
             select(OrderAction).join(OrderAction.order)
+            .options(contains_eager(OrderAction.order).selectinload(Order.actions))
             .where(OrderAction.chain_batch_id == batch_id)
             .order_by(Order.id, OrderAction.version).with_for_update()).all()
         if not actions or all(a.chain_status != ChainStatus.PENDING for a in actions):
@@ -455,7 +461,8 @@ def _send_batch(platform, batch_id: str) -> None:
         if record is None:
             try:
                 ensure_day_open(platform, session, market, enterprise.park, first.delivery_day)
-                market.record_order_batch(
+                # Its receipt says where the batch is: no need to read it back.
+                record = market.record_order_batch(
                     account, chain_batch_id, enterprise_key(enterprise.code),
                     calendar.day_number(first.delivery_day),
                     [(uuid_to_bytes32(a.order.public_id), a.action, a.order.side,
@@ -466,7 +473,6 @@ def _send_batch(platform, batch_id: str) -> None:
                     action.chain_status = action.order.chain_status = ChainStatus.FAILED
                     action.chain_error = action.order.chain_error = str(exc)
                 return
-            record = market.batch(chain_batch_id)
         for action in actions:
             order = action.order
             action.chain_status = ChainStatus.RECORDED

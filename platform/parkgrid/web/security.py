@@ -11,8 +11,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
-from ..models import ApiToken, AuditLogEntry, Role, User
+from ..models import ApiToken, AuditLogEntry, Enterprise, Feeder, Role, User
 from ..services.calendar import utcnow
 
 # The largest row id (an INTEGER column; PostgreSQL's is 32-bit): ids in URLs and bodies
@@ -85,9 +86,13 @@ def user_from_token(session) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    # The token and its user in one query.
+    # The token and its user in one query; an enterprise user's enterprise, park and supply
+    # path come along (the API's enterprise calls, placing orders first, all read them).
+    enterprise = joinedload(User.enterprise)
     found = session.execute(
         select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        .options(enterprise.joinedload(Enterprise.park),
+                 enterprise.joinedload(Enterprise.feeder).joinedload(Feeder.transformer))
         .where(ApiToken.token_hash == ApiToken.hash_token(token.strip()))).first()
     if found is None:
         return None
