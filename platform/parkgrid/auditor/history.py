@@ -16,7 +16,7 @@ the whole chain (quadratic on eth-tester, slow on any long chain):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 from eth_abi import decode
@@ -24,7 +24,7 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import EthereumTesterProvider
 
 from ..canonical import bytes32_to_uuid
-from ..chain import CapacityMarket, ChainError, SettlementEvent, TradeEvent
+from ..chain import CapacityMarket, ChainError, RunRecord, SettlementEvent, TradeEvent
 from ..chain.market import ACTIONS, SIDES
 from ..services import calendar
 
@@ -72,17 +72,12 @@ class ChainOrder:
         return self.actions[0].block_number
 
 
-@dataclass
-class ChainRun:
-    run_number: int
-    published: bool
-    voided: bool
-    result_root: bytes
-    trade_count: int
-    published_block: int
-    voided_block: int
-    void_reason: str | None
-    trades: list[TradeEvent]
+@dataclass(frozen=True)
+class ChainRun(RunRecord):
+    """A clearing run as the contract keeps it, with its void reason and trade events."""
+
+    void_reason: str | None = None
+    trades: tuple[TradeEvent, ...] = ()
 
 
 @dataclass
@@ -378,9 +373,8 @@ def _read_runs(market: CapacityMarket, reader: EventReader, number: int,
                                      [_uint(number)]):
                 if event["args"]["runNumber"] == run_number:
                     reason = event["args"]["reason"]
-        runs.append(ChainRun(run_number, record.published, record.voided, record.result_root,
-                             record.trade_count, record.published_block, record.voided_block,
-                             reason, trades))
+        runs.append(ChainRun(**{f.name: getattr(record, f.name) for f in fields(record)},
+                             void_reason=reason, trades=tuple(trades)))
     return runs
 
 

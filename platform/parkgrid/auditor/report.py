@@ -70,14 +70,9 @@ def check_signature(envelope: dict) -> str | None:
     """The signer's address when the envelope's signature holds for its report, else None."""
     try:
         digest = keccak(canonical_json(envelope["report"]))
-        signature = envelope["signature"]
-        if "0x" + digest.hex() != signature["digest"]:
-            return None
-        signer = Account.recover_message(encode_defunct(primitive=digest),
-                                         signature=signature["signature"])
     except (KeyError, TypeError, ValueError):
         return None
-    return signer if signer == signature.get("signer") else None
+    return _signer(digest, envelope.get("signature"))
 
 
 def sign_file(data: bytes, key) -> dict:
@@ -86,7 +81,12 @@ def sign_file(data: bytes, key) -> dict:
 
 
 def check_file_signature(data: bytes, signature: dict) -> str | None:
-    digest = hashlib.sha256(data).digest()
+    """The signer's address when the detached signature holds for the file, else None."""
+    return _signer(hashlib.sha256(data).digest(), signature)
+
+
+def _signer(digest: bytes, signature) -> str | None:
+    """Who signed `digest`, when `signature` is for it and names that signer; else None."""
     try:
         if "0x" + digest.hex() != signature["digest"]:
             return None
