@@ -272,6 +272,50 @@ def test_two_staff_members_publishing_a_day_at_once_publish_it_once(svc, closed_
     assert nonce(url, second_key, "pending") == 0  # the second staff key sent nothing
 
 
+def test_two_staff_members_clearing_a_day_at_once_make_one_run(svc, closed_day):
+    """After a void, two staff clear the day again at the same moment: the first holds the
+    park and blocks on storing its run, the second waits on the park; one new run is made
+    and both are shown it."""
+    park_id, day = closed_day
+    platform = svc.platform
+    published = clearing.run_clearing(platform, park_id, day)  # published by the last test
+    clearing.void(platform, published, user_id(platform, "settlement"), "cleared again")
+    app = create_app(svc.settings, platform)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    clients, answers = {}, {}
+    for username, password in (("settlement", "settlement-demo-1"), SECOND_STAFF):
+        clients[username] = app.test_client()
+        assert clients[username].post("/login", data={
+            "username": username, "password": password}).status_code == 302
+
+    def clear(username):
+        answers[username] = clients[username].post("/clearing/clear", data={
+            "park_id": park_id, "day": day.isoformat()})
+
+    lock = TableLock(svc.settings.database_url, "clearing_runs")
+    try:
+        threads = [threading.Thread(target=clear, args=(name,)) for name in clients]
+        threads[0].start()
+        wait_for(lambda: svc.admin.sessions_waiting_for_a_lock("INSERT INTO clearing_runs"),
+                 what="the first clearing stores its run")
+        threads[1].start()
+        wait_for(lambda: svc.admin.sessions_waiting_for_a_lock("SELECT"),
+                 what="the second clearing waits for the park")
+    finally:
+        lock.release()
+    for thread in threads:
+        thread.join(120)
+    with platform.unit_of_work() as session:
+        runs = session.scalars(select(ClearingRun).where(ClearingRun.delivery_day == day)
+                               .order_by(ClearingRun.run_number)).all()
+        assert [(r.run_number, r.status) for r in runs] == [
+            (1, ClearingStatus.VOIDED), (2, ClearingStatus.CLEARED)]
+        new_run = runs[1].id
+    locations = {name: answer.headers.get("Location") for name, answer in answers.items()}
+    assert all(a.status_code == 302 for a in answers.values()), answers
+    assert set(locations.values()) == {f"/clearing/runs/{new_run}"}, locations
+
+
 def outcomes(log: str, task: str) -> int:
     """How many runs of `task` the worker's log shows ending (done, failed or to be retried)."""
     return len(re.findall(rf"Task {re.escape(task)}\[[0-9a-f-]+\] (?:succeeded|raised|retry)",
