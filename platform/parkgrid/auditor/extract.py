@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ..models import (
     ChainDeployment,
@@ -92,6 +92,7 @@ def build_extract(session: Session, park: Park, day: date) -> bytes:
     documents = []
     orders = session.scalars(select(Order).join(Enterprise)
                              .where(Enterprise.park_id == park.id, Order.delivery_day == day)
+                             .options(selectinload(Order.actions))
                              .order_by(Order.public_id))
     for order in orders:
         for action in sorted(order.actions, key=lambda a: a.version):

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from eth_utils import keccak
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from settlement.day import (
     differences,
@@ -367,7 +367,9 @@ def check_database(session: Session, park: Park, history: ChainDay,
 
 def _check_db_orders(session: Session, park: Park, history: ChainDay, checks: Checks) -> None:
     rows = session.scalars(select(Order).join(Enterprise).where(
-        Enterprise.park_id == park.id, Order.delivery_day == history.day)).all()
+        Enterprise.park_id == park.id, Order.delivery_day == history.day)
+        .options(selectinload(Order.actions), selectinload(Order.periods),
+                 joinedload(Order.enterprise))).all()
     seen = set()
     for order in rows:
         recorded = sorted((a for a in order.actions if a.chain_status == ChainStatus.RECORDED),
