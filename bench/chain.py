@@ -32,6 +32,7 @@ import random
 import resource
 import sys
 import time
+import uuid
 import zipfile
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -158,9 +159,7 @@ def orders_of_day(rng: random.Random, codes: list[str], per_side: int, day: date
     return out
 
 
-def _uuid(rng: random.Random):
-    import uuid
-
+def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(bytes=rng.randbytes(16), version=4)
 
 

@@ -63,49 +63,56 @@ def order_document(order, enterprise_code: str) -> dict:
     }
 
 
-def merkle_root(leaves: list[bytes]) -> bytes:
-    """Root of a keccak Merkle tree with sorted pairs (OpenZeppelin MerkleProof's rule).
-
-    Leaves are given already hashed; an odd node is carried up unchanged. No leaves: zero.
-    """
-    level = list(leaves)
-    if not level:
-        return b"\0" * 32
-    while len(level) > 1:
-        level = [_node_hash(b"".join(sorted(level[i:i + 2]))) if i + 1 < len(level) else level[i]
-                 for i in range(0, len(level), 2)]
-    return level[0]
+def version_hash_broken(action) -> bool:
+    """Whether a stored order version's document no longer gives its recorded hash."""
+    return bool(action.document) and content_hash(json.loads(action.document)) \
+        != action.content_hash
 
 
-def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
-    """The sibling hashes that tie ``leaves[index]`` to ``merkle_root(leaves)``."""
-    proof, level, i = [], list(leaves), index
-    while len(level) > 1:
-        sibling = i ^ 1
-        if sibling < len(level):
-            proof.append(level[sibling])
-        level = [_node_hash(b"".join(sorted(level[j:j + 2]))) if j + 1 < len(level) else level[j]
-                 for j in range(0, len(level), 2)]
-        i //= 2
-    return proof
+def order_differs_from(order, latest) -> bool:
+    """Whether the stored order no longer says what its latest recorded version said."""
+    return (order.version == latest.version and bool(latest.document)
+            and canonical_json(order_document(order, order.enterprise.code))
+            != canonical_json(json.loads(latest.document)))
 
 
-def merkle_proofs(leaves: list[bytes]) -> list[list[bytes]]:
-    """Every leaf's proof (as `merkle_proof` gives it), building the tree once."""
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """The tree's levels from the leaves up to the root: pairs hashed sorted (OpenZeppelin
+    MerkleProof's rule), an odd node carried up unchanged."""
     levels = [list(leaves)]
     while len(levels[-1]) > 1:
         level = levels[-1]
         levels.append([_node_hash(b"".join(sorted(level[j:j + 2]))) if j + 1 < len(level)
                        else level[j] for j in range(0, len(level), 2)])
-    proofs = []
-    for index in range(len(leaves)):
-        proof, i = [], index
-        for level in levels[:-1]:
-            if (i ^ 1) < len(level):
-                proof.append(level[i ^ 1])
-            i //= 2
-        proofs.append(proof)
-    return proofs
+    return levels
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """Root of a keccak Merkle tree with sorted pairs (OpenZeppelin MerkleProof's rule).
+
+    Leaves are given already hashed; an odd node is carried up unchanged. No leaves: zero.
+    """
+    return _levels(leaves)[-1][0] if leaves else b"\0" * 32
+
+
+def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
+    """The sibling hashes that tie ``leaves[index]`` to ``merkle_root(leaves)``."""
+    return _proof(_levels(leaves), index)
+
+
+def merkle_proofs(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every leaf's proof (as `merkle_proof` gives it), building the tree once."""
+    levels = _levels(leaves)
+    return [_proof(levels, index) for index in range(len(leaves))]
+
+
+def _proof(levels: list[list[bytes]], index: int) -> list[bytes]:
+    proof = []
+    for level in levels[:-1]:
+        if (index ^ 1) < len(level):
+            proof.append(level[index ^ 1])
+        index //= 2
+    return proof
 
 
 def verify_merkle_proof(leaf: bytes, proof: list[bytes], root: bytes) -> bool:

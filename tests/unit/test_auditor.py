@@ -213,7 +213,7 @@ def test_the_signed_report_and_its_pdf_check_out_and_a_changed_one_does_not(day)
     assert again == key
 
 
-def test_an_extract_is_refused_when_it_is_not_one(day):
+def test_an_extract_is_refused_when_it_is_not_one():
     with pytest.raises(auditor.ExtractError):
         read_extract(b"not a zip")
 

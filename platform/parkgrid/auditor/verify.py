@@ -35,12 +35,12 @@ from settlement.run import Line
 from ..canonical import (
     bytes32_to_uuid,
     canonical_json,
-    content_hash,
     merkle_proofs,
     merkle_root,
-    order_document,
+    order_differs_from,
     uuid_to_bytes32,
     verify_merkle_proof,
+    version_hash_broken,
 )
 from ..chain import enterprise_key
 from ..models import (
@@ -204,16 +204,13 @@ def _compare_trades(run, lines, checks: Checks) -> None:
         checks.counts["trades_matched"] += len(found)
         return
     want, have = set(expected), set(found)
-    details = [f"trade of order {_uuid(e[0])} in the result file "
+    details = [f"trade of order {bytes32_to_uuid(e[0])} in the result file "
                f"({e[1]} × 0.1 kVA·h, {e[2]} fen) is not on chain" for e in expected
                if e not in have]
-    details += [f"on-chain trade of order {_uuid(f[0])} ({f[1]} × 0.1 kVA·h, {f[2]} fen) is "
-                "not in the result file" for f in found if f not in want]
-    checks.listed("clearing", f"run {run.run_number}", details or ["trades are in another order"])
-
-
-def _uuid(value: bytes) -> str:
-    return bytes32_to_uuid(value)
+    details += [f"on-chain trade of order {bytes32_to_uuid(f[0])} ({f[1]} × 0.1 kVA·h, "
+                f"{f[2]} fen) is not in the result file" for f in found if f not in want]
+    checks.listed("clearing", f"run {run.run_number}",
+                  details or ["trades are in another order"])
 
 
 def _recompute_clearing(history, documents, files, result, subject, checks) -> None:
@@ -339,17 +336,17 @@ def _compare_lines(subject: str, expected: list[tuple[str, Line]],
     checks.listed("settlement", subject, details)
 
 
+def _allocated(result) -> set[tuple[str, int, Decimal, Decimal]]:
+    """(order, period, kVA, price) of every quantity a day's clearing result accepted."""
+    return {(order_id, int(period), qty.normalize(), price.normalize())
+            for order_id in result.accepted
+            for period, qty, price in clearing.result_allocations(result, order_id) if qty > 0}
+
+
 def _compare_settled_trades(inputs, result, subject: str, checks: Checks) -> None:
-    cleared = set()
-    for _key, group in result.groups:
-        for order_id, periods in group.accepted.items():
-            for period, qty in periods.items():
-                if Decimal(qty) > 0:
-                    cleared.add((order_id, int(period), Decimal(qty),
-                                 Decimal(group.order_prices[order_id][period])))
-    settled = {(t.order_id, t.period, t.kva, t.price) for t in inputs.trades}
-    if {(o, p, q.normalize(), x.normalize()) for o, p, q, x in cleared} != \
-            {(o, p, q.normalize(), x.normalize()) for o, p, q, x in settled}:
+    settled = {(t.order_id, t.period, t.kva.normalize(), t.price.normalize())
+               for t in inputs.trades}
+    if _allocated(result) != settled:
         checks.add("settlement", subject, "the trades settled differ from the published "
                    "clearing")
 
@@ -378,17 +375,11 @@ def _check_db_orders(session: Session, park: Park, history: ChainDay, checks: Ch
             continue
         checks.counts["database_orders"] += 1
         seen.add(order.public_id)
-        problems = []
-        for action in recorded:
-            if action.document and content_hash(json.loads(action.document)) != \
-                    action.content_hash:
-                problems.append(f"stored version {action.version} differs from its hash")
-        latest = recorded[-1]
-        if order.version == latest.version and latest.document and canonical_json(
-                order_document(order, order.enterprise.code)) != canonical_json(
-                    json.loads(latest.document)):
+        problems = [f"stored version {action.version} differs from its hash"
+                    for action in recorded if version_hash_broken(action)]
+        if order_differs_from(order, recorded[-1]):
             problems.append("the stored order differs from its recorded version "
-                            f"{latest.version}")
+                            f"{recorded[-1].version}")
         chain = history.orders.get(order.public_id)
         if chain is None:
             problems.append("recorded in the database, not on chain")
@@ -432,11 +423,7 @@ def _check_db_runs(session: Session, park: Park, history: ChainDay, checks: Chec
                        f"{'voided' if chain.voided else 'not voided'}")
         allocations = {(a.order.public_id, a.period_index, Decimal(a.quantity_kva).normalize(),
                         Decimal(a.price).normalize()) for a in row.allocations}
-        result = clearing.DayResult.from_canonical_bytes(row.result_file)
-        expected = {(order_id, int(period), Decimal(qty).normalize(),
-                     Decimal(result.order_prices[order_id][period]).normalize())
-                    for order_id, periods in result.accepted.items()
-                    for period, qty in periods.items() if Decimal(qty) > 0}
+        expected = _allocated(clearing.DayResult.from_canonical_bytes(row.result_file))
         if allocations != expected:
             checks.add("clearing", subject, f"{len(allocations ^ expected)} stored allocations "
                        "differ from the run's result file")

@@ -10,12 +10,12 @@ from datetime import date
 from sqlalchemy import select
 
 from .. import auditor
+from ..auditor.report import sign_file
 from ..canonical import (
     bytes32_to_uuid,
-    canonical_json,
-    content_hash,
-    order_document,
+    order_differs_from,
     uuid_to_bytes32,
+    version_hash_broken,
 )
 from ..chain import OrderRecord, enterprise_key
 from ..models import AuditLogEntry, ChainPath, ChainStatus, Order, Park
@@ -41,17 +41,10 @@ def compare_order(market, order: Order) -> OrderComparison:
     recorded = [a for a in order.actions if a.chain_status == ChainStatus.RECORDED]
     latest = max(recorded, key=lambda a: a.version) if recorded else None
     mismatches: list[str] = []
-    for action in order.actions:
-        document = json.loads(action.document) if action.document else None
-        if document is not None and content_hash(document) != action.content_hash:
-            mismatches.append(N_("a stored version differs from its hash"))
-            break
-    if latest is not None and latest.document:
-        current = json.loads(latest.document)
-        # The stored order must still say what its latest recorded version said.
-        if order.version == latest.version and canonical_json(
-                order_document(order, enterprise.code)) != canonical_json(current):
-            mismatches.append(N_("the stored order differs from its recorded version"))
+    if any(version_hash_broken(action) for action in order.actions):
+        mismatches.append(N_("a stored version differs from its hash"))
+    if latest is not None and order_differs_from(order, latest):
+        mismatches.append(N_("the stored order differs from its recorded version"))
     db = {
         "order_id": order.public_id,
         "side": order.side,
@@ -159,10 +152,18 @@ def parse_audit_day(session, park_code: str | None, day_text: str | None):
     return park, day
 
 
-def signed_day_report(platform, session, user, park, day) -> dict:
+def signed_day_report(platform, session, user, park, day, key=None) -> dict:
     """The day's audit (chain, published extract, database), signed with `user`'s key."""
     report = auditor.audit_platform_day(platform, session, park, day)
-    return auditor.sign_report(report, auditor.auditor_key(session, platform, user))
+    return auditor.sign_report(report, key or auditor.auditor_key(session, platform, user))
+
+
+def signed_day_pdf(platform, session, user, park, day) -> tuple[bytes, str]:
+    """The day's signed report as a PDF, and the PDF's own detached signature (as JSON, for
+    the X-Report-Signature header)."""
+    key = auditor.auditor_key(session, platform, user)
+    pdf = auditor.render_pdf(signed_day_report(platform, session, user, park, day, key))
+    return pdf, json.dumps(sign_file(pdf, key), separators=(",", ":"))
 
 
 def recent_audit_log(session, limit: int = 200) -> list[dict]:

@@ -4,7 +4,6 @@ metering uploads, settlement runs, statements and disputes; the alliance endpoin
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from flask import Response, current_app, g, jsonify, request
@@ -342,15 +341,11 @@ def audit_day(query, day):
 @roles(Role.AUDITOR, Role.ADMIN)
 def audit_day_pdf(query, day):
     """The signed audit report of a day as a PDF."""
-    from ..auditor import auditor_key, render_pdf
-    from ..auditor.report import sign_file
-
     platform = current_app.extensions["parkgrid"]
     park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
-    pdf = render_pdf(audit_service.signed_day_report(platform, g.db, g.user, park, parsed))
-    signature = sign_file(pdf, auditor_key(g.db, platform, g.user))
+    pdf, signature = audit_service.signed_day_pdf(platform, g.db, g.user, park, parsed)
     return Response(pdf, mimetype="application/pdf", headers={
-        "X-Report-Signature": json.dumps(signature, separators=(",", ":")),
+        "X-Report-Signature": signature,
         "Content-Disposition": f'attachment; filename="audit-{park.code}-{parsed}.pdf"'})
 
 

@@ -8,8 +8,7 @@ import json
 from flask import Blueprint, Response, current_app, g, render_template, request
 from sqlalchemy import select
 
-from ..auditor import build_extract, render_pdf
-from ..auditor.report import sign_file
+from ..auditor import build_extract
 from ..models import Park, Role
 from ..services import audit as audit_service
 from ..services import calendar
@@ -80,14 +79,10 @@ def report_json(park_code: str, day_text: str):
 @bp.route("/days/<park_code>/<day_text>/report.pdf")
 @roles(*AUDITORS)
 def report_pdf(park_code: str, day_text: str):
-    from ..auditor import auditor_key
-
     platform, park, day = _day_files(park_code, day_text)
-    envelope = audit_service.signed_day_report(platform, g.db, g.user, park, day)
-    pdf = render_pdf(envelope)
-    signature = sign_file(pdf, auditor_key(g.db, platform, g.user))
+    pdf, signature = audit_service.signed_day_pdf(platform, g.db, g.user, park, day)
     response = _download(pdf, "application/pdf", f"audit-{park.code}-{day}.pdf")
-    response.headers["X-Report-Signature"] = json.dumps(signature, separators=(",", ":"))
+    response.headers["X-Report-Signature"] = signature
     return response
 
 
