@@ -599,6 +599,10 @@ class Order(Base):
     chain_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     chain_block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     chain_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When a single-transaction write of the first version was first about to be sent
+    # (committed before sending). Such an order keeps to the single path: the chain may hold
+    # it before the database knows, so it must never go in a batch as well.
+    single_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -138,3 +138,42 @@ def test_only_enterprises_place_orders(market):
     with pytest.raises(Forbidden):
         service.create_order(session, staff, order_input(day), now)
     assert session.scalar(select(Enterprise).where(Enterprise.code == "E001")) is not None
+
+
+def test_orders_waiting_together_go_in_one_batch_but_never_one_sent_alone(demo_platform):
+    """Orders of one enterprise and day waiting for their first write are written in one
+    batch; an order whose single write was ever sent keeps to its own path, so the chain can
+    never hold it twice (its write may have been mined with the commit lost)."""
+    with demo_platform.unit_of_work() as session:
+        seller = user(session, "enterprise")
+        now = calendar.utcnow()
+        day = calendar.open_delivery_day(seller.enterprise.park, now)
+        first = service.create_order(session, seller, order_input(day, qty="1"), now)
+    # Sent on its own: marked before sending, and recorded.
+    assert service.record_order_on_chain(demo_platform, first.id) == "recorded"
+    with demo_platform.unit_of_work() as session:
+        assert session.get(Order, first.id).single_sent_at is not None
+        seller = user(session, "enterprise")
+        ids = [service.create_order(session, seller, order_input(day, qty="1", periods=(p,)),
+                                    now).id for p in (9, 10, 11)]
+        # The first of these looks like a single write sent by a task that died before its
+        # commit: it must stay out of any batch.
+        session.get(Order, ids[0]).single_sent_at = now
+    with demo_platform.unit_of_work() as session:
+        batches, singles = service.outbox_groups(session)
+        assert batches == [ids[1:]] and singles == [ids[0]]
+        assert service._waiting_together(session, session.get(Order, ids[0])) == []
+        # Two waiting are fewer than COALESCE_FROM: each goes on its own.
+        assert service._waiting_together(session, session.get(Order, ids[1])) == []
+        seller = user(session, "enterprise")
+        ids.append(service.create_order(session, seller, order_input(day, qty="1",
+                                                                     periods=(12,)), now).id)
+    with demo_platform.unit_of_work() as session:
+        assert service._waiting_together(session, session.get(Order, ids[2])) == ids[1:]
+    block = demo_platform.chain.block_number()
+    assert service.record_order_on_chain(demo_platform, ids[1]) == "recorded"
+    assert demo_platform.chain.block_number() == block + 1  # one batch for the three
+    with demo_platform.unit_of_work() as session:
+        paths = [session.get(Order, i).chain_path for i in ids]
+        assert paths == ["single", "batch", "batch", "batch"]
+    assert service.record_order_on_chain(demo_platform, ids[0]) == "recorded"

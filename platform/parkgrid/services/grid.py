@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import (
@@ -105,16 +105,17 @@ def supply_path_loads(session: Session, enterprise: Enterprise,
 
 def _already_ordered(session: Session, enterprise: Enterprise, day: date, side: str,
                      exclude_order_id: int | None) -> dict[int, Decimal]:
-    query = (select(OrderPeriod.period_index, OrderPeriod.quantity_kva)
+    # Summed by the database: one row per period, however many orders the enterprise has.
+    query = (select(OrderPeriod.period_index, func.sum(OrderPeriod.quantity_kva))
              .join(Order, Order.id == OrderPeriod.order_id)
              .where(Order.enterprise_id == enterprise.id, Order.delivery_day == day,
-                    Order.side == side, Order.status == OrderStatus.ACTIVE))
+                    Order.side == side, Order.status == OrderStatus.ACTIVE)
+             .group_by(OrderPeriod.period_index))
     if exclude_order_id is not None:
         query = query.where(Order.id != exclude_order_id)
-    total: dict[int, Decimal] = {}
-    for period, qty in session.execute(query):
-        total[period] = total.get(period, ZERO) + Decimal(qty)
-    return total
+    # Quantities have one decimal; SQLite sums them as floats, so the sum is put back on
+    # that grid (exact on PostgreSQL already).
+    return {period: Decimal(qty).quantize(TENTH) for period, qty in session.execute(query)}
 
 
 def order_limits(session: Session, enterprise: Enterprise, day: date, side: str, *,

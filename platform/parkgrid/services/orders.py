@@ -309,17 +309,20 @@ def record_order_on_chain(platform, order_id: int) -> str:
             # is delivered again): nothing to write.
             return order.chain_status
         batched = order.chain_path == ChainPath.BATCH
+        together = [] if batched else _waiting_together(session, order)
     if batched:
         record_batch_on_chain(platform, [order_id])
         with platform.unit_of_work() as session:
             return session.get(Order, order_id).chain_status
-    together = _waiting_together(platform, order_id)
-    if order_id in together:
+    if together:
         # Orders arrive faster than the chain takes one transaction each: this order and the
         # others of its enterprise and day still waiting for their first write go in one
         # batch (as the outbox batches orders that waited through an outage). Their own
         # tasks then find them recorded.
         record_batch_on_chain(platform, together)
+        with platform.unit_of_work() as session:
+            return session.get(Order, order_id).chain_status
+    if not _mark_single_sent(platform, order_id):
         with platform.unit_of_work() as session:
             return session.get(Order, order_id).chain_status
     with platform.unit_of_work() as session:
@@ -375,34 +378,44 @@ def record_order_on_chain(platform, order_id: int) -> str:
         return order.chain_status
 
 
+def _mark_single_sent(platform, order_id: int) -> bool:
+    """Before an order's first version is sent in a transaction of its own, note that (and
+    commit it): from then on no batch takes the order, since the chain may hold it before
+    the database knows. False when there is nothing to send on the single path.
+
+    The note is made only once the node answers (nothing in flight from the key), so orders
+    placed while it was down can still go in one batch when it returns."""
+    with platform.unit_of_work() as session:
+        order = session.get(Order, order_id, with_for_update=True)
+        if order.chain_path == ChainPath.BATCH or order.chain_status == ChainStatus.RECORDED:
+            return False
+        if order.chain_version == 0 and order.single_sent_at is None:
+            market = platform.market(session)
+            ensure_nothing_in_flight(market, order.enterprise.chain_account.address)
+            order.single_sent_at = calendar.utcnow()
+    return True
+
+
 # Batch an order's first write with others of its enterprise and day from this many waiting.
 COALESCE_FROM = 3
 
 
-def _waiting_together(platform, order_id: int) -> list[int]:
+def _batchable(query):
+    """Orders whose first version may go in a batch: nothing of theirs on chain, and no
+    single write of it ever sent."""
+    return query.where(Order.chain_status == ChainStatus.PENDING, Order.chain_version == 0,
+                       Order.chain_path == ChainPath.SINGLE, Order.single_sent_at.is_(None))
+
+
+def _waiting_together(session: Session, order: Order) -> list[int]:
     """The orders of this order's enterprise and day waiting for their first chain write on
-    the single path, when at least COALESCE_FROM are (else none); an order the chain already
-    holds (its write mined, its commit lost) is left to its own path."""
-    with platform.unit_of_work() as session:
-        order = session.get(Order, order_id)
-        if (order is None or order.chain_version != 0 or order.chain_path != ChainPath.SINGLE
-                or order.chain_status != ChainStatus.PENDING):
-            return []
-        rows = session.execute(
-            select(Order.id, Order.public_id)
-            .where(Order.enterprise_id == order.enterprise_id,
-                   Order.delivery_day == order.delivery_day,
-                   Order.chain_status == ChainStatus.PENDING, Order.chain_version == 0,
-                   Order.chain_path == ChainPath.SINGLE)
-            .order_by(Order.id).limit(MAX_BATCH)).all()
-        if len(rows) < COALESCE_FROM:
-            return []
-        market = platform.market(session)
-        # A single write sent by a task that died may still be waiting to be mined: the
-        # chain would then hold its order twice. Batch only when the key has nothing in flight.
-        if _in_flight(market, order.enterprise.chain_account.address):
-            return []
-        return [row.id for row in rows if market.order(uuid_to_bytes32(row.public_id)) is None]
+    the single path, this one among them, when at least COALESCE_FROM are (else none). One
+    whose single write was ever sent is left to its own path (the chain may hold it, its
+    commit lost). A long list is written in several batches."""
+    ids = list(session.scalars(_batchable(select(Order.id)).where(
+        Order.enterprise_id == order.enterprise_id,
+        Order.delivery_day == order.delivery_day).order_by(Order.id)))
+    return ids if order.id in ids and len(ids) >= COALESCE_FROM else []
 
 
 def record_batch_on_chain(platform, order_ids: list[int]) -> int:
@@ -418,8 +431,8 @@ def record_batch_on_chain(platform, order_ids: list[int]) -> int:
                                  .order_by(Order.id).with_for_update()).all()
         groups: dict[tuple[int, date], list[OrderAction]] = {}
         for order in orders:
-            if order.chain_version == 0:
-                order.chain_path = ChainPath.BATCH  # nothing on chain yet: free to choose
+            if order.chain_version == 0 and order.single_sent_at is None:
+                order.chain_path = ChainPath.BATCH  # nothing sent on chain yet: free to choose
             if order.chain_path != ChainPath.BATCH:
                 continue
             for action in sorted(order.actions, key=lambda a: a.version):
@@ -534,12 +547,13 @@ def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
     """
     rows = session.execute(
         select(Order.id, Order.enterprise_id, Order.delivery_day, Order.chain_version,
-               Order.chain_path)
+               Order.chain_path, Order.single_sent_at)
         .where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)).all()
     groups: dict[tuple, list] = {}
     singles = []
     for row in rows:
-        if row.chain_version == 0 or row.chain_path == ChainPath.BATCH:
+        if ((row.chain_version == 0 and row.single_sent_at is None)
+                or row.chain_path == ChainPath.BATCH):
             groups.setdefault((row.enterprise_id, row.delivery_day), []).append(row)
         else:
             singles.append(row.id)
