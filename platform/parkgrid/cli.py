@@ -772,18 +772,18 @@ def _start_beat_watch(interval_s: float = 5.0) -> None:
 
     from .tasks import celery_app
 
-    scheduled = [(celery_app.tasks[entry["task"]], float(entry["schedule"]))
-                 for entry in celery_app.conf.beat_schedule.values()]
+    scheduled = [(celery_app.tasks[entry["task"]], float(entry["schedule"]),
+                  entry.get("kwargs", {})) for entry in celery_app.conf.beat_schedule.values()]
     last_run: dict[str, float] = {}
 
     def watch():
         while True:
-            for task, every_s in scheduled:
+            for task, every_s, kwargs in scheduled:
                 if time.monotonic() - last_run.get(task.name, -every_s) < every_s:
                     continue
                 last_run[task.name] = time.monotonic()
                 try:
-                    task()
+                    task(**kwargs)
                 except Exception:  # a failed round is logged and tried again next round
                     logging.getLogger(__name__).exception("scheduled task %s", task.name)
             time.sleep(interval_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -12,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from .chain import ChainTimeoutError, ChainUnavailableError
 from .config import Settings, from_env
+from .services import calendar
 from .services import orders as order_service
 from .wiring import Platform
 
@@ -102,12 +104,27 @@ def record_batch(self, order_ids: list[int]) -> int:
         return _retry_or_stay_pending(self, exc, f"orders {order_ids}", 0)
 
 
+# An order still pending this long after its last change has lost its task, or outlived its
+# retries through a long chain outage: the scheduled sweep queues it again.
+STALE_PENDING_S = 120.0
+
+
 @celery_app.task(name="parkgrid.flush_outbox")
-def flush_outbox() -> int:
-    """Queue every order still waiting for its chain record; returns how many."""
+def flush_outbox(older_than_s: float | None = None) -> int:
+    """Queue every order still waiting for its chain record; returns how many.
+
+    With `older_than_s` (the scheduled sweep), only orders whose last change is at least that
+    old, and only while the chain node answers (else the sweep would pile up retries)."""
     platform = get_platform()
+    changed_before = None
+    if older_than_s is not None:
+        try:
+            platform.chain.block_number()
+        except ChainUnavailableError:
+            return 0
+        changed_before = calendar.utcnow() - timedelta(seconds=older_than_s)
     with platform.unit_of_work() as session:
-        batches, singles = order_service.outbox_groups(session)
+        batches, singles = order_service.outbox_groups(session, changed_before)
     for ids in batches:
         record_batch.delay(ids)
     for order_id in singles:
@@ -331,6 +348,8 @@ def scan_recent_alarms() -> int:
 
 
 celery_app.conf.beat_schedule = {
+    "flush-outbox": {"task": "parkgrid.flush_outbox", "schedule": 60.0,
+                     "kwargs": {"older_than_s": STALE_PENDING_S}},
     "close-gates": {"task": "parkgrid.close_gates", "schedule": 60.0},
     "publish-settlements": {"task": "parkgrid.publish_settlements", "schedule": 60.0},
     "dispatch-urgent": {"task": "parkgrid.dispatch_urgent", "schedule": 15.0},

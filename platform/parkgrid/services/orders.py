@@ -539,16 +539,20 @@ def ensure_day_open(platform, session: Session, market, park, delivery_day: date
             raise
 
 
-def outbox_groups(session: Session) -> tuple[list[list[int]], list[int]]:
-    """The outbox split for sending: batches, and orders to send one by one.
+def outbox_groups(session: Session, changed_before: datetime | None = None,
+                  ) -> tuple[list[list[int]], list[int]]:
+    """The outbox split for sending: batches, and orders to send one by one (with
+    `changed_before`, only orders last changed before then).
 
     Orders of one enterprise and day that have nothing on chain yet and waited together
     (e.g. while the node was down) go in one batch; the rest keep their path.
     """
-    rows = session.execute(
-        select(Order.id, Order.enterprise_id, Order.delivery_day, Order.chain_version,
-               Order.chain_path, Order.single_sent_at)
-        .where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id)).all()
+    query = (select(Order.id, Order.enterprise_id, Order.delivery_day, Order.chain_version,
+                    Order.chain_path, Order.single_sent_at)
+             .where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id))
+    if changed_before is not None:
+        query = query.where(Order.updated_at < changed_before)
+    rows = session.execute(query).all()
     groups: dict[tuple, list] = {}
     singles = []
     for row in rows:
