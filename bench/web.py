@@ -906,6 +906,11 @@ def run(env: Environment, args, levels: list[int], closed_levels: list[int], loa
         f"statuses {check['statuses']}")
     for sample in check["samples"]:
         log(f"    not on chain: {sample}")
+    if check["missing_on_chain"]:
+        # What the workers said went wrong (their log goes with the bench's folder).
+        worker_log = (env.tmp / "worker.log").read_text(errors="replace").splitlines()
+        for line in [x for x in worker_log if "ERROR" in x or "Error:" in x][:20]:
+            log(f"    worker: {line[:400]}")
 
     profile_lines: list[str] = []
     if args.profile:

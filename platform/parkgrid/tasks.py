@@ -59,11 +59,13 @@ def configure(settings: Settings, platform: Platform | None = None) -> Celery:
 
 @worker_process_init.connect
 def _own_connections(**_kwargs) -> None:
-    """A forked worker process must not use the database connections its parent opened
-    (the parent checks the database and chain before forking): two processes on one
-    connection corrupt its protocol state (PostgreSQL reports duplicate prepared statements)."""
-    if _platform is not None and "engine" in _platform.__dict__:
-        _platform.engine.dispose(close=False)
+    """A forked worker process must not use the connections its parent opened (the parent
+    checks the database and chain before forking): two processes on one connection corrupt
+    its protocol state. PostgreSQL reports duplicate prepared statements; on the chain node's
+    keep-alive HTTP connection each process may read the other's answers (seen as a contract
+    code that "is not this build" or a garbled number)."""
+    if _platform is not None:
+        _platform.forget_connections()
 
 
 def get_platform() -> Platform:

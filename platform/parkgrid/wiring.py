@@ -10,7 +10,7 @@ from functools import cached_property
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .chain import CapacityMarket, ChainConnection, ChainResetError, connect
+from .chain import CapacityMarket, ChainConnection, ChainResetError, JsonRpcChain, connect
 from .config import Settings
 from .crypto import KeyBox
 from .db import make_engine, make_session_factory, unit_of_work
@@ -72,6 +72,17 @@ class Platform:
                 # a round trip more per read, for nothing.
                 self._chain.w3.middleware_onion.remove("validation")
             return self._chain
+
+    def forget_connections(self) -> None:
+        """In a process forked from this one: open connections of its own (to the database
+        and the chain node) instead of sharing the parent's."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
+        with self._lock:
+            # An in-process chain (eth-tester) is the process's own copy: kept.
+            if isinstance(self._chain, JsonRpcChain):
+                self._chain = None
+                self._verified = None
 
     def market(self, session: Session) -> CapacityMarket:
         """The recorded CapacityMarket deployment for this chain, checked to still be there.

@@ -330,6 +330,47 @@ def test_concurrent_sends_from_one_key_get_distinct_nonces(node: AnvilNode) -> N
     assert chain.w3.eth.get_transaction_count(ADMIN.address) == len(targets)
 
 
+def test_a_nonce_taken_by_another_process_is_resynced_or_retried(node: AnvilNode,
+                                                                  monkeypatch) -> None:
+    """Two processes sending with one key count nonces apart: the one whose count went
+    stale re-reads it from the node; if that is taken again before it sends, the write is
+    refused as retryable (ChainTimeoutError) with nothing sent, never as a failure."""
+    first, second = connect(node.url), connect(node.url)  # as two worker processes
+    first.fund(ADMIN, Account.create().address, 1)
+    second.fund(ADMIN, Account.create().address, 1)  # takes the nonce `first` counts on next
+    first.fund(ADMIN, Account.create().address, 1)  # stale: re-read from the node, then sent
+    assert first.w3.eth.get_transaction_count(ADMIN.address) == 3
+
+    second.fund(ADMIN, Account.create().address, 1)
+    # The re-read answer is stale as well (the other process sent again in between).
+    monkeypatch.setattr(type(first.w3.eth), "get_transaction_count", lambda *_args: 2)
+    with pytest.raises(ChainTimeoutError, match="taken by another transaction"):
+        first.fund(ADMIN, Account.create().address, 1)
+    monkeypatch.undo()
+    assert first.w3.eth.get_transaction_count(ADMIN.address, "pending") == 4  # nothing sent
+    first.fund(ADMIN, Account.create().address, 1)  # tried again: goes through
+    assert first.w3.eth.get_transaction_count(ADMIN.address) == 5
+
+
+def test_a_forked_worker_process_opens_its_own_node_connection(node: AnvilNode,
+                                                                tmp_path: Path) -> None:
+    """Sharing the parent's keep-alive connection, two worker processes would read each
+    other's answers."""
+    from celery.signals import worker_process_init
+
+    from parkgrid import tasks
+    from parkgrid.config import Settings
+    from parkgrid.wiring import Platform
+
+    platform = Platform(Settings(data_dir=tmp_path, chain_url=node.url,
+                                 secret_key="fork-test").with_defaults())
+    tasks.configure(platform.settings, platform)
+    inherited = platform.chain
+    assert platform.chain is inherited
+    worker_process_init.send(sender=None)  # what Celery sends in a new worker process
+    assert platform.chain is not inherited and platform.chain.block_number() >= 0
+
+
 def test_unmined_transaction_times_out(node: AnvilNode) -> None:
     chain = connect(node.url)
     rpc(chain, "evm_setAutomine", False)

@@ -246,9 +246,14 @@ class ChainConnection:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except (Web3RPCError, ValueError, EthUtilsValidationError,
                     EthTesterValidationError) as exc:
-                if attempt == 1 and _is_nonce_error(exc):
-                    self._nonces.pop(sender, None)  # re-sync from the node once
-                    continue
+                if _is_nonce_error(exc):
+                    self._nonces.pop(sender, None)  # re-sync from the node
+                    if attempt == 1:
+                        continue
+                    # Stale again: another sender of this key (another process) took the
+                    # nonce in between. Nothing of ours was sent; the write can be retried.
+                    raise ChainTimeoutError(f"the nonce of {sender} was taken by another "
+                                            f"transaction twice running: {exc}") from exc
                 raise ChainError(f"node rejected the transaction from {sender}: {exc}") from exc
             self._nonces[sender] = nonce + 1
             tx["from"] = sender

@@ -338,6 +338,7 @@ def record_order_on_chain(platform, order_id: int) -> str:
         market = platform.market(session)
         chain_order_id = uuid_to_bytes32(order.public_id)
         account = load_local_account(platform.keybox, enterprise.chain_account)
+        _lock_signer(session, enterprise.chain_account)
         ensure_nothing_in_flight(market, account.address)
         for action in sorted(pending, key=lambda a: a.version):
             record = market.order(chain_order_id)
@@ -469,6 +470,7 @@ def _send_batch(platform, batch_id: str) -> None:
         market = platform.market(session)
         chain_batch_id = bytes.fromhex(batch_id[2:])
         account = load_local_account(platform.keybox, enterprise.chain_account)
+        _lock_signer(session, enterprise.chain_account)
         ensure_nothing_in_flight(market, account.address)
         record = market.batch(chain_batch_id)
         if record is None:
@@ -497,6 +499,13 @@ def _send_batch(platform, batch_id: str) -> None:
             if all(a.chain_status == ChainStatus.RECORDED for a in order.actions):
                 order.chain_status = ChainStatus.RECORDED
                 order.chain_error = None
+
+
+def _lock_signer(session: Session, chain_account) -> None:
+    """Hold the signing key's row until this write is committed: one chain write at a time
+    per key across every worker process. Two at once would race for the same nonce (each
+    process counts nonces on its own), and the loser's write would be refused."""
+    session.refresh(chain_account, with_for_update=True)
 
 
 def ensure_nothing_in_flight(market, address: str) -> None:
