@@ -685,6 +685,18 @@ class OrderAction(Base):
         return f"<OrderAction {self.order_id} v{self.version} {self.action}>"
 
 
+class ChainWriteRequest(Base):
+    """How many order actions of an enterprise were committed since its chain writer last
+    started: the first one queues the writer, which takes all of them, so orders arriving
+    together cost one task and go in one batch."""
+
+    __tablename__ = "chain_write_requests"
+
+    enterprise_id: Mapped[int] = mapped_column(
+        ForeignKey("enterprises.id", ondelete="CASCADE"), primary_key=True)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class DemandProfile(Base):
     """An enterprise's expected own demand per period: declared for a day, or a standing
     profile (``delivery_day`` NULL) taken from its recent metered demand."""

@@ -97,6 +97,16 @@ def record_order(self, order_id: int) -> str:
         return _retry_or_stay_pending(self, exc, f"order {order_id}", "pending")
 
 
+@celery_app.task(bind=True, name="parkgrid.record_enterprise_orders", max_retries=20)
+def record_enterprise_orders(self, enterprise_id: int) -> int:
+    """Record every pending order action of an enterprise (queued by the first order action
+    committed since the last run; see `services.orders.request_chain_write`)."""
+    try:
+        return order_service.record_enterprise_orders(get_platform(), enterprise_id)
+    except RETRYABLE as exc:
+        return _retry_or_stay_pending(self, exc, f"orders of enterprise {enterprise_id}", 0)
+
+
 @celery_app.task(bind=True, name="parkgrid.record_batch", max_retries=20)
 def record_batch(self, order_ids: list[int]) -> int:
     """Record the pending actions of many orders in batch transactions (events only)."""
@@ -126,12 +136,12 @@ def flush_outbox(older_than_s: float | None = None) -> int:
             return 0
         changed_before = calendar.utcnow() - timedelta(seconds=older_than_s)
     with platform.unit_of_work() as session:
-        batches, singles = order_service.outbox_groups(session, changed_before)
-    for ids in batches:
-        record_batch.delay(ids)
-    for order_id in singles:
-        record_order.delay(order_id)
-    return sum(map(len, batches)) + len(singles)
+        waiting = order_service.pending_by_enterprise(session, changed_before)
+    # Each enterprise's writer takes all of its pending orders (and resets its count, so
+    # orders placed later queue it again).
+    for enterprise_id in sorted(waiting):
+        record_enterprise_orders.delay(enterprise_id)
+    return sum(waiting.values())
 
 
 @celery_app.task(bind=True, name="parkgrid.run_clearing", max_retries=5)

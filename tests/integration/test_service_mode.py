@@ -167,13 +167,16 @@ def test_an_order_goes_through_the_broker_and_a_worker_onto_the_chain(service):
 
     body = wait_for(recorded)
     assert body["chain_tx_hash"].startswith("0x") and body["chain_block_number"] > 0
-    assert "parkgrid.record_order" in log.read_text()  # the worker did it, not the web app
+    # The worker did it (the enterprise's chain writer), not the web app.
+    assert "Task parkgrid.record_enterprise_orders[" in log.read_text()
 
     # A re-delivered task writes nothing a second time.
     block = platform.chain.block_number()
     with platform.unit_of_work() as session:
-        row_id = session.scalar(select(Order.id).where(Order.public_id == order_id))
+        row_id, enterprise_id = session.execute(select(Order.id, Order.enterprise_id).where(
+            Order.public_id == order_id)).one()
     assert tasks.record_order.delay(row_id).get(timeout=60) == "recorded"
+    assert tasks.record_enterprise_orders.delay(enterprise_id).get(timeout=60) == 0
     assert platform.chain.block_number() == block
 
 

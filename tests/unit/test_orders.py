@@ -177,3 +177,34 @@ def test_orders_waiting_together_go_in_one_batch_but_never_one_sent_alone(demo_p
         paths = [session.get(Order, i).chain_path for i in ids]
         assert paths == ["single", "batch", "batch", "batch"]
     assert service.record_order_on_chain(demo_platform, ids[0]) == "recorded"
+
+
+def test_one_chain_writer_per_enterprise_takes_every_action_waiting(demo_platform):
+    """The first order action committed since the enterprise's writer last started queues
+    it; later ones ride along; once it has started, the next action queues it again."""
+    with demo_platform.unit_of_work() as session:
+        seller = user(session, "enterprise")
+        other = user(session, "enterprise2")
+        now = calendar.utcnow()
+        day = calendar.open_delivery_day(seller.enterprise.park, now)
+        queued = []
+        for owner, period in ((seller, 3), (seller, 4), (other, 3), (seller, 5)):
+            order = service.create_order(session, owner, order_input(day, qty="1",
+                                                                     periods=(period,)), now)
+            queued.append(service.request_chain_write(session, order))
+            session.commit()
+        assert queued == [True, False, True, False]
+        seller_id = seller.enterprise_id
+    assert service.record_enterprise_orders(demo_platform, seller_id) == 3
+    with demo_platform.unit_of_work() as session:
+        orders = session.scalars(select(Order).where(Order.enterprise_id == seller_id)).all()
+        assert {o.chain_status for o in orders} == {"recorded"}
+        assert len({o.chain_tx_hash for o in orders}) == 1  # the three in one batch
+        assert service.pending_by_enterprise(session) == {other.enterprise_id: 1}
+        # The writer started, so the next action of the seller queues it again.
+        seller = user(session, "enterprise")
+        order = service.create_order(session, seller, order_input(day, qty="1", periods=(6,)),
+                                     now)
+        assert service.request_chain_write(session, order) is True
+    assert service.record_enterprise_orders(demo_platform, seller_id) == 1  # sent on its own
+    assert service.record_enterprise_orders(demo_platform, seller_id) == 0

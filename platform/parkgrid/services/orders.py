@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from ..canonical import canonical_json, content_hash, order_document, uuid_to_bytes32
@@ -15,6 +17,7 @@ from ..crypto import load_local_account
 from ..models import (
     ChainPath,
     ChainStatus,
+    ChainWriteRequest,
     Enterprise,
     Feeder,
     Order,
@@ -291,6 +294,47 @@ def get_order(session: Session, user: User, public_id: str) -> Order:
     return order
 
 
+def request_chain_write(session: Session, order: Order) -> bool:
+    """Count the order's new action as waiting for its enterprise's chain writer, as the last
+    statement before the commit. True when it is the first since the writer last started:
+    the caller then queues the writer (`record_enterprise_orders`) after the commit.
+
+    The count's row stays locked until the commit, and the writer resets it before reading
+    what is pending, so every committed action is either read by a writer already running
+    or counted from zero again (and queues a new one): none is left without a writer.
+    """
+    statement = _count_write_request(session.bind.dialect.name)
+    return session.scalar(statement, {"enterprise": order.enterprise_id}) == 1
+
+
+@functools.cache
+def _count_write_request(dialect: str):
+    """INSERT … ON CONFLICT DO UPDATE … RETURNING for the database at hand (built once: it
+    runs with every order)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(ChainWriteRequest)
+            .values(enterprise_id=bindparam("enterprise"), waiting=1)
+            .on_conflict_do_update(index_elements=[ChainWriteRequest.enterprise_id],
+                                   set_={"waiting": ChainWriteRequest.waiting + 1})
+            .returning(ChainWriteRequest.waiting))
+
+
+def record_enterprise_orders(platform, enterprise_id: int) -> int:
+    """An enterprise's chain writer: write every pending action of its orders, those waiting
+    together in one batch per day (see `outbox_groups`); returns how many orders it took."""
+    with platform.unit_of_work() as session:
+        session.execute(update(ChainWriteRequest)
+                        .where(ChainWriteRequest.enterprise_id == enterprise_id)
+                        .values(waiting=0))
+    with platform.unit_of_work() as session:
+        batches, singles = outbox_groups(session, enterprise_id=enterprise_id)
+    for ids in batches:
+        record_batch_on_chain(platform, ids)
+    for order_id in singles:
+        record_order_on_chain(platform, order_id)
+    return sum(map(len, batches)) + len(singles)
+
+
 def record_order_on_chain(platform, order_id: int) -> str:
     """Write an order's pending actions on chain, in version order; safe to run again.
 
@@ -548,10 +592,21 @@ def ensure_day_open(platform, session: Session, market, park, delivery_day: date
             raise
 
 
-def outbox_groups(session: Session, changed_before: datetime | None = None,
-                  ) -> tuple[list[list[int]], list[int]]:
+def pending_by_enterprise(session: Session,
+                          changed_before: datetime | None = None) -> dict[int, int]:
+    """How many orders of each enterprise wait for a chain write (with `changed_before`,
+    counting only those last changed before then)."""
+    query = (select(Order.enterprise_id, func.count()).where(
+        Order.chain_status == ChainStatus.PENDING).group_by(Order.enterprise_id))
+    if changed_before is not None:
+        query = query.where(Order.updated_at < changed_before)
+    return dict(session.execute(query).tuples().all())
+
+
+def outbox_groups(session: Session,
+                  enterprise_id: int | None = None) -> tuple[list[list[int]], list[int]]:
     """The outbox split for sending: batches, and orders to send one by one (with
-    `changed_before`, only orders last changed before then).
+    `enterprise_id`, that enterprise's only).
 
     Orders of one enterprise and day that have nothing on chain yet and waited together
     (e.g. while the node was down) go in one batch; the rest keep their path.
@@ -559,8 +614,8 @@ def outbox_groups(session: Session, changed_before: datetime | None = None,
     query = (select(Order.id, Order.enterprise_id, Order.delivery_day, Order.chain_version,
                     Order.chain_path, Order.single_sent_at)
              .where(Order.chain_status == ChainStatus.PENDING).order_by(Order.id))
-    if changed_before is not None:
-        query = query.where(Order.updated_at < changed_before)
+    if enterprise_id is not None:
+        query = query.where(Order.enterprise_id == enterprise_id)
     rows = session.execute(query).all()
     groups: dict[tuple, list] = {}
     singles = []

@@ -29,7 +29,14 @@ from ..services import orders as order_service
 from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from . import alliance_api
-from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
+from .market import (
+    VIEWERS,
+    amend_order,
+    cancel_order,
+    commit_and_queue,
+    submit_order,
+    submit_orders,
+)
 from .security import MAX_ROW_ID, api_error, public, roles, throttled_login
 from .settlement import parse_month
 from .settlement import queue_run as queue_settlement_run
@@ -203,10 +210,9 @@ def create_order(body):
     if current_app.extensions["parkgrid"].settings.tasks_eager:
         return submit_order(_order_input(body))  # recorded in this request: show the result
     order = order_service.create_order(g.db, g.user, _order_input(body), calendar.utcnow())
-    g.db.commit()
     # With workers, the answer is the order as committed (pending on chain): this session
     # holds all of it, so nothing is read back.
-    tasks.queue(tasks.record_order, order.id)
+    commit_and_queue(order, refresh=False)
     return order
 
 

@@ -20,14 +20,20 @@ log = logging.getLogger(__name__)
 VIEWERS = (Role.ENTERPRISE, Role.SETTLEMENT, Role.AUDITOR, Role.ADMIN)
 
 
-def queue_chain_write(order) -> None:
-    """Queue the chain write of an order's committed action.
+def commit_and_queue(order, *, refresh: bool = True) -> None:
+    """Commit an order's new action and have it written on chain: the enterprise's chain
+    writer is queued, unless one is queued already and will take this action too.
 
     The action is committed before the task is queued, so a broker or chain outage leaves it
-    in the outbox (chain status pending) instead of losing it.
+    in the outbox (chain status pending) instead of losing it. Without a broker the writer
+    runs here, and `refresh` reads back what it wrote.
     """
-    _queue(tasks.record_order, order.id)
-    g.db.refresh(order)
+    first = service.request_chain_write(g.db, order)
+    g.db.commit()
+    if first:
+        tasks.queue(tasks.record_enterprise_orders, order.enterprise_id)
+    if refresh:
+        g.db.refresh(order)
 
 
 def _queue(task, *args) -> None:
@@ -39,8 +45,7 @@ def _queue(task, *args) -> None:
 
 def submit_order(data: service.OrderInput):
     order = service.create_order(g.db, g.user, data, calendar.utcnow())
-    g.db.commit()
-    queue_chain_write(order)
+    commit_and_queue(order)
     return order
 
 
@@ -56,15 +61,13 @@ def submit_orders(items: list[service.OrderInput]):
 
 def amend_order(public_id: str, data: service.OrderInput):
     order = service.amend_order(g.db, g.user, public_id, data, calendar.utcnow())
-    g.db.commit()
-    queue_chain_write(order)
+    commit_and_queue(order)
     return order
 
 
 def cancel_order(public_id: str):
     order = service.cancel_order(g.db, g.user, public_id, calendar.utcnow())
-    g.db.commit()
-    queue_chain_write(order)
+    commit_and_queue(order)
     return order
 
 
