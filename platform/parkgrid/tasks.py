@@ -123,10 +123,11 @@ STALE_PENDING_S = 120.0
 
 @celery_app.task(name="parkgrid.flush_outbox")
 def flush_outbox(older_than_s: float | None = None) -> int:
-    """Queue every order still waiting for its chain record; returns how many.
+    """Queue the chain writer of every enterprise with orders still waiting for their chain
+    record; returns how many orders wait.
 
-    With `older_than_s` (the scheduled sweep), only orders whose last change is at least that
-    old, and only while the chain node answers (else the sweep would pile up retries)."""
+    With `older_than_s` (the scheduled sweep), only for orders whose last change is at least
+    that old, and only while the chain node answers (else the sweep would pile up retries)."""
     platform = get_platform()
     changed_before = None
     if older_than_s is not None:
