@@ -809,11 +809,15 @@ def _serve(app, host: str, port: int, *, threads: int = 8,
     """A production WSGI server (waitress), in embedded and service mode alike."""
     from waitress import serve as waitress_serve
 
-    options = {}
+    waitress_serve(app, host=host, port=port, **_waitress_options(threads, connection_limit))
+
+
+def _waitress_options(threads: int, connection_limit: int | None) -> dict:
+    options = {"threads": threads, "ident": "parkgrid"}
     if connection_limit is not None:
         # poll() rather than select(), which cannot watch more than 1024 sockets.
-        options = {"connection_limit": connection_limit, "asyncore_use_poll": True}
-    waitress_serve(app, host=host, port=port, threads=threads, ident="parkgrid", **options)
+        options.update(connection_limit=connection_limit, asyncore_use_poll=True)
+    return options
 
 
 def _serve_processes(make_app, host: str, port: int, processes: int, *, threads: int = 8,
@@ -840,9 +844,7 @@ def _serve_processes(make_app, host: str, port: int, processes: int, *, threads:
     sockets = [socket.create_server((host, port), family=family, backlog=1024,
                                     reuse_port=reuse_port)
                for _ in range(processes if reuse_port else 1)]
-    options = {"threads": threads, "ident": "parkgrid"}
-    if connection_limit is not None:
-        options.update(connection_limit=connection_limit, asyncore_use_poll=True)
+    options = _waitress_options(threads, connection_limit)
     children: list[int] = []
 
     def stop(_signum, _frame):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, current_app, g, jsonify, request
+from flask import current_app, g, jsonify, request
 from flask_babel import gettext
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -29,14 +29,8 @@ from ..services import orders as order_service
 from ..services import settlement as settlement_service
 from ..services.errors import N_, FieldProblem, ValidationFailed
 from . import alliance_api
-from .market import (
-    VIEWERS,
-    amend_order,
-    cancel_order,
-    commit_and_queue,
-    submit_order,
-    submit_orders,
-)
+from .audit import extract_download, pdf_download
+from .market import VIEWERS, amend_order, cancel_order, submit_order, submit_orders
 from .security import MAX_ROW_ID, api_error, public, roles, throttled_login
 from .settlement import parse_month
 from .settlement import queue_run as queue_settlement_run
@@ -207,13 +201,10 @@ def list_orders():
 @roles(Role.ENTERPRISE)
 def create_order(body):
     """Place a sell listing or a buy bid; a task then records it on chain."""
-    if current_app.extensions["parkgrid"].settings.tasks_eager:
-        return submit_order(_order_input(body))  # recorded in this request: show the result
-    order = order_service.create_order(g.db, g.user, _order_input(body), calendar.utcnow())
-    # With workers, the answer is the order as committed (pending on chain): this session
-    # holds all of it, so nothing is read back.
-    commit_and_queue(order, refresh=False)
-    return order
+    # Without workers the order was recorded in this request: its result is read back. With
+    # workers the answer is the order as committed (pending on chain), all in this session.
+    eager = current_app.extensions["parkgrid"].settings.tasks_eager
+    return submit_order(_order_input(body), refresh=eager)
 
 
 @orders.route("/batch", methods=["POST"])
@@ -347,12 +338,8 @@ def audit_day(query, day):
 @roles(Role.AUDITOR, Role.ADMIN)
 def audit_day_pdf(query, day):
     """The signed audit report of a day as a PDF."""
-    platform = current_app.extensions["parkgrid"]
     park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
-    pdf, signature = audit_service.signed_day_pdf(platform, g.db, g.user, park, parsed)
-    return Response(pdf, mimetype="application/pdf", headers={
-        "X-Report-Signature": signature,
-        "Content-Disposition": f'attachment; filename="audit-{park.code}-{parsed}.pdf"'})
+    return pdf_download(current_app.extensions["parkgrid"], park, parsed)
 
 
 @audit.route("/days/<day>/extract", methods=["GET"])
@@ -361,11 +348,8 @@ def audit_day_pdf(query, day):
 @roles(Role.AUDITOR, Role.ADMIN)
 def audit_day_extract(query, day):
     """The day's published extract (a zip): what a third party audits the chain with."""
-    from ..auditor import build_extract
-
     park, parsed = audit_service.parse_audit_day(g.db, query["park"], day)
-    return Response(build_extract(g.db, park, parsed), mimetype="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="extract-{park.code}-{parsed}.zip"'})
+    return extract_download(park, parsed)
 
 
 @audit.route("/log", methods=["GET"])

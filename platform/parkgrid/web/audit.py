@@ -80,24 +80,35 @@ def report_json(park_code: str, day_text: str):
 @roles(*AUDITORS)
 def report_pdf(park_code: str, day_text: str):
     platform, park, day = _day_files(park_code, day_text)
-    pdf, signature = audit_service.signed_day_pdf(platform, g.db, g.user, park, day)
-    response = _download(pdf, "application/pdf", f"audit-{park.code}-{day}.pdf")
-    response.headers["X-Report-Signature"] = signature
-    return response
+    return pdf_download(platform, park, day)
 
 
 @bp.route("/days/<park_code>/<day_text>/extract.zip")
 @roles(*AUDITORS)
 def extract(park_code: str, day_text: str):
     _platform, park, day = _day_files(park_code, day_text)
-    return _download(build_extract(g.db, park, day), "application/zip",
-                     f"extract-{park.code}-{day}.zip")
+    return extract_download(park, day)
 
 
 @bp.route("/log")
 @roles(*AUDITORS)
 def log():
     return render_template("audit/log.html", entries=audit_service.recent_audit_log(g.db))
+
+
+def pdf_download(platform, park, day) -> Response:
+    """The day's signed report as a PDF download (page and API alike), its detached
+    signature in the X-Report-Signature header."""
+    pdf, signature = audit_service.signed_day_pdf(platform, g.db, g.user, park, day)
+    response = _download(pdf, "application/pdf", f"audit-{park.code}-{day}.pdf")
+    response.headers["X-Report-Signature"] = signature
+    return response
+
+
+def extract_download(park, day) -> Response:
+    """The day's published extract as a zip download (page and API alike)."""
+    return _download(build_extract(g.db, park, day), "application/zip",
+                     f"extract-{park.code}-{day}.zip")
 
 
 def _download(data: bytes, mimetype: str, name: str) -> Response:

@@ -43,9 +43,9 @@ def _queue(task, *args) -> None:
         log.exception("could not queue %s%s", task.name, args)
 
 
-def submit_order(data: service.OrderInput):
+def submit_order(data: service.OrderInput, *, refresh: bool = True):
     order = service.create_order(g.db, g.user, data, calendar.utcnow())
-    commit_and_queue(order)
+    commit_and_queue(order, refresh=refresh)
     return order
 
 
