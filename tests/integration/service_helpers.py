@@ -36,6 +36,23 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
     raise AssertionError(f"timed out after {timeout:g} s{': ' + what if what else ''}")
 
 
+def start_worker(env: dict, log: Path, concurrency: int = 1) -> subprocess.Popen:
+    """A `parkgrid worker` process (in a session of its own, so it can be killed with its
+    pool processes), returned once it says it is ready; the test fails with its log if it
+    does not start within a minute."""
+    process = subprocess.Popen([sys.executable, "-m", "parkgrid.cli", "worker",
+                                "--concurrency", str(concurrency)], cwd=ROOT, env=env,
+                               stdout=log.open("w"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return process
+
+
 def libpq(url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as psycopg itself takes it."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -66,17 +83,8 @@ class Workers:
 
     def start(self, concurrency: int = 1) -> subprocess.Popen:
         log = self.folder / f"worker-{len(self.logs_by_pid)}.log"
-        process = subprocess.Popen([sys.executable, "-m", "parkgrid.cli", "worker",
-                                    "--concurrency", str(concurrency)], cwd=ROOT, env=self.env,
-                                   stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = start_worker(self.env, log, concurrency)
         self.logs_by_pid[process.pid] = log
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
-            time.sleep(0.2)
         self.running.append(process)
         return process
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -28,10 +27,10 @@ from parkgrid.models import DispatchPlan, Job, JobEvent
 from parkgrid.services import jobs as job_service
 from parkgrid.services.chain_setup import setup_chain
 from parkgrid.wiring import Platform
+from tests.integration.service_helpers import start_worker, wait_for
 from tests.unit.alliance_world import SITE, add_provider, build_world
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 RESULTS = "redis://127.0.0.1:6379/12"
 PLAN_SECONDS = 6
@@ -49,17 +48,8 @@ class Workers:
         self.running: list[subprocess.Popen] = []
 
     def start(self, concurrency: int = 2) -> subprocess.Popen:
-        log = self.folder / f"worker-{len(self.running)}.log"
-        process = subprocess.Popen([sys.executable, "-m", "parkgrid.cli", "worker",
-                                    "--concurrency", str(concurrency)], cwd=ROOT, env=self.env,
-                                   stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
-            time.sleep(0.3)
+        process = start_worker(self.env, self.folder / f"worker-{len(self.running)}.log",
+                               concurrency)
         self.running.append(process)
         return process
 
@@ -117,16 +107,6 @@ def service(pg_url, node, tmp_path_factory):
     migrate.downgrade(pg_url, "base")
 
 
-def wait_for(predicate, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def statuses(platform, codes) -> dict[str, tuple[str, int | None]]:
     with platform.unit_of_work() as session:
         return {j.code: (j.status, j.electrician_id)
@@ -151,7 +131,7 @@ def test_concurrent_rounds_in_two_workers_never_book_anyone_twice(service):
     for _ in range(6):  # rounds racing each other in two processes
         tasks.dispatch_urgent.delay()
     offered = wait_for(lambda: (s := statuses(platform, codes))
-                       and all(v[0] == "offered" for v in s.values()) and s)
+                       and all(v[0] == "offered" for v in s.values()) and s, timeout=90)
     people = [e for _, e in offered.values()]
     assert len(set(people)) == len(codes)
     with platform.unit_of_work() as session:
@@ -164,7 +144,7 @@ def test_concurrent_rounds_in_two_workers_never_book_anyone_twice(service):
     job_service.decline(platform, declined, actor_id=world.uid("SVC-user"))
     tasks.dispatch_urgent.delay()
     status, again = wait_for(lambda: (v := statuses(platform, [declined])[declined])[0]
-                             == "offered" and v)
+                             == "offered" and v, timeout=90)
     assert again not in (None, first)
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -24,9 +21,9 @@ from parkgrid.services import calendar
 from parkgrid.services.chain_setup import setup_chain
 from parkgrid.web import create_app
 from parkgrid.wiring import Platform
+from tests.integration.service_helpers import start_worker, wait_for
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/11"
 BROKERS = {"redis": REDIS_URL, "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
 START_HINTS = {
@@ -72,30 +69,12 @@ def service(request, pg_url, node, tmp_path_factory):
            "PARKGRID_BROKER_URL": broker, "PARKGRID_RESULT_BACKEND": REDIS_URL,
            "PARKGRID_CHAIN_URL": node.url, "PARKGRID_SECRET_KEY": settings.secret_key}
     log = settings.data_dir / "worker.log"
-    worker = subprocess.Popen([sys.executable, "-m", "parkgrid.cli", "worker",
-                               "--concurrency", "2"], cwd=ROOT, env=env,
-                              stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
-        time.sleep(0.3)
+    worker = start_worker(env, log, concurrency=2)
     yield settings, platform, log
     worker.terminate()
     worker.wait(timeout=30)
     platform.engine.dispose()
     migrate.downgrade(pg_url, "base")  # leave the session's database empty for other tests
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_the_gate_closes_and_a_worker_clears_the_day_which_staff_publish(service):
